@@ -1,7 +1,13 @@
-"""taskcatalog: a catalog of versioned interfaces with per-customer plugins."""
+"""taskcatalog: a catalog of versioned interfaces with per-customer plugins.
+
+Users import from here; the modules behind these names are free to move.
+"""
 
 import logging
 
+from .catalog import Catalog
+from .context import CallContext, Context
+from .deprecation import deprecated
 from .errors import (
     ArgumentError,
     BatchFrozen,
@@ -17,7 +23,38 @@ from .errors import (
     VersionNotFound,
     VersionRetired,
 )
+from .plugins import call_if_present, plugin_config, slot
+from .results import CallResult, Problem, ReloadReport
+from .tasks import BaseTask
 
+# The library never configures logging; applications attach their handlers.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Catalog",
+    "Context",
+    "CallContext",
+    "CallResult",
+    "Problem",
+    "ReloadReport",
+    "BaseTask",
+    "plugin_config",
+    "slot",
+    "call_if_present",
+    "deprecated",
+    "CatalogError",
+    "InvalidName",
+    "LoadError",
+    "InterfaceNotFound",
+    "VersionNotFound",
+    "VersionRetired",
+    "ArgumentError",
+    "PluginError",
+    "ContractError",
+    "SchemaError",
+    "MigrationError",
+    "BatchFrozen",
+    "BatchNotFound",
+]

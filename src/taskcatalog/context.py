@@ -1,0 +1,154 @@
+"""The executor's ``Context`` and the call context an entrypoint receives."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .naming import check_customer_name
+from .plugins import PluginCaller
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
+    from .registry import Route
+
+__all__ = ["Context", "CallContext", "next_call_id"]
+
+_LOG = logging.getLogger("taskcatalog.call")
+
+
+class Context(Mapping[str, Any]):
+    """What an executor knows about a call: the customer and any data of its own.
+
+    ``Context("customer_1", user="ann")`` reads like the classic dict
+    context ``{"customer": "customer_1", "user": "ann"}``; it is a read-only
+    mapping, and the customer name is checked at once.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, customer: str | None, **data: Any) -> None:
+        if customer is not None:
+            check_customer_name(customer)
+        self._data = {"customer": customer, **data}
+
+    @property
+    def customer(self) -> str | None:
+        return self._data["customer"]
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        data = ", ".join(f"{k}={v!r}" for k, v in self._data.items() if k != "customer")
+        return f"Context({self.customer!r}{', ' if data else ''}{data})"
+
+
+# Call ids: a per-process prefix and a counter. Cheaper than uuid4 on every
+# call, unique across processes that share a telemetry database; a forked
+# child gets a fresh prefix so it never repeats its parent's ids.
+_ids = itertools.count(1)
+_prefix = ""
+
+
+def _new_prefix() -> None:
+    global _prefix, _ids
+    _prefix = os.urandom(6).hex()
+    _ids = itertools.count(1)
+
+
+_new_prefix()
+os.register_at_fork(after_in_child=_new_prefix)
+
+
+def next_call_id() -> str:
+    return f"{_prefix}-{next(_ids)}"
+
+
+class CallContext(Mapping[str, Any]):
+    """The first argument of every entrypoint and plugin during a call.
+
+    Attributes describe the call (``customer``, ``interface``, ``version``,
+    ``call_id``, ``parent_id``); ``plugins`` reaches the customer's plugin
+    slots; ``db`` is the customer's own database (None without one); ``log``
+    is a ``LoggerAdapter`` carrying the call's fields; ``ctx.call(...)`` runs
+    another interface for the same customer as a child call. Mapping access
+    reads the executor's context data (``ctx["customer"]``, ``ctx.get(k)``).
+    """
+
+    __slots__ = ("_catalog", "_route", "_data", "call_id", "parent_id", "_log")
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        route: Route,
+        data: Mapping[str, Any],
+        call_id: str,
+        parent_id: str | None,
+    ) -> None:
+        self._catalog = catalog
+        self._route = route
+        self._data = data
+        self.call_id = call_id
+        self.parent_id = parent_id
+        self._log: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def customer(self) -> str | None:
+        return self._route.customer
+
+    @property
+    def interface(self) -> str:
+        return self._route.interface
+
+    @property
+    def version(self) -> int:
+        return self._route.version
+
+    @property
+    def plugins(self) -> PluginCaller:
+        return PluginCaller(self, self._route.slots)
+
+    @property
+    def db(self) -> Any:
+        return self._catalog._customer_db(self._route.customer)
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        if self._log is None:
+            fields = {
+                "customer": self.customer,
+                "interface": self.interface,
+                "version": self.version,
+                "call_id": self.call_id,
+            }
+            self._log = logging.LoggerAdapter(_LOG, fields)
+        return self._log
+
+    def call(self, name: str, version: int | str | None = None, /, **kwargs: Any) -> Any:
+        """Call another interface for the same customer, recorded as a child call."""
+        return self._catalog._call(name, version, self._route.customer, self._data, kwargs, self.call_id)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return (
+            f"<CallContext {self.interface} v{self.version} customer={self.customer!r} "
+            f"call_id={self.call_id}>"
+        )
