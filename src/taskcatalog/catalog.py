@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .context import CallContext, next_call_id
+from .context import CallContext, call_id_of, next_call_number
 from .errors import ArgumentError, CatalogError
 from .loading import scan
 from .naming import check_customer_name, check_interface_name
@@ -30,6 +30,8 @@ LOG = logging.getLogger("taskcatalog.catalog")
 
 _NO_DATA: Mapping[str, Any] = {"customer": None}
 _SKIPPED = object()  # what _invoke returns for a task that was not actionable
+_MISSING: Any = object()  # a context without a customer key
+_new_context = CallContext.__new__
 
 
 def _folders(value: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], role: str) -> tuple[str, ...]:
@@ -90,12 +92,19 @@ class Catalog:
                 raise ValueError(f"reload_interval must be a number of seconds >= 0, not {reload_interval!r}")
         self._reload_interval = reload_interval
         self._lock = threading.RLock()
-        self._snapshot = Snapshot(scan(self._interface_dirs, self._plugin_dirs), _check_pins(pins), self._lock)
+        self._swap(Snapshot(scan(self._interface_dirs, self._plugin_dirs), _check_pins(pins), self._lock))
         # Monotonic time of the next automatic disk check; None disables it.
         self._next_scan: float | None = None if reload_interval is None else time.monotonic() + reload_interval
         self._closed = False
         for problem in self._snapshot.tree.problems:
             LOG.warning("%s", problem)
+
+    def _swap(self, snapshot: Snapshot) -> None:
+        """Make ``snapshot`` current. The call path reads ``_routes``, one
+        attribute, whichever snapshot it belongs to: every route in it is
+        complete on its own, so a call between the two assignments is safe."""
+        self._snapshot = snapshot
+        self._routes = snapshot.routes
 
     def __repr__(self) -> str:
         return f"Catalog(interfaces={list(self._interface_dirs)!r}, plugins={list(self._plugin_dirs)!r})"
@@ -111,7 +120,7 @@ class Catalog:
         with self._lock:
             self._closed = True
             self._next_scan = None
-            self._snapshot = Snapshot(self._snapshot.tree, {}, self._lock)
+            self._swap(Snapshot(self._snapshot.tree, {}, self._lock))
 
     # -- the call path ---------------------------------------------------
 
@@ -124,67 +133,89 @@ class Catalog:
         ``CatalogError``s; exceptions raised by the entrypoint propagate
         unchanged; a task that is not actionable returns None.
         """
-        value = self._invoke(name, version, ctx, kwargs, next_call_id())
+        value = self._invoke(name, version, ctx, kwargs, next_call_number())
         return None if value is _SKIPPED else value
 
     def run(self, name: str, version: int | str | None, ctx: Any = None, /, **kwargs: Any) -> CallResult:
         """Like ``call``, but never raises for a failure: returns a ``CallResult``."""
-        call_id = next_call_id()
+        number = next_call_number()
         start = time.perf_counter()
         try:
-            value = self._invoke(name, version, ctx, kwargs, call_id)
+            value = self._invoke(name, version, ctx, kwargs, number)
         except Exception as exc:
-            return CallResult("error", None, exc, call_id, time.perf_counter() - start)
-        if value is _SKIPPED:
-            return CallResult("skipped", None, None, call_id, time.perf_counter() - start)
-        return CallResult("ok", value, None, call_id, time.perf_counter() - start)
+            return CallResult("error", None, exc, call_id_of(number), time.perf_counter() - start)
+        status = "skipped" if value is _SKIPPED else "ok"
+        return CallResult(status, None if value is _SKIPPED else value, None, call_id_of(number), time.perf_counter() - start)
 
-    def _invoke(self, name: str, version: Any, ctx: Any, kwargs: dict[str, Any], call_id: str) -> Any:
+    def _invoke(self, name: str, version: Any, ctx: Any, kwargs: dict[str, Any], number: int) -> Any:
         """Resolve and run one call: the hot path shared by ``call``, ``run`` and ``ctx.call``."""
         if self._next_scan is not None and time.monotonic() >= self._next_scan:
             self._poll()
-        if ctx is None:
+        if type(ctx) is dict:  # the classic dict context, the commonest case
+            customer, data, parent = ctx.get("customer", _MISSING), ctx, None
+        elif ctx is None:
             customer, data, parent = None, _NO_DATA, None
         elif type(ctx) is CallContext:  # a nested call: same customer and data
-            customer, data, parent = ctx.customer, ctx._data, ctx.call_id
+            customer, data, parent = ctx._route.customer, ctx._data, ctx.call_id
         else:
             try:
-                customer = ctx["customer"]  # validated by _resolve, once per route
+                customer = ctx["customer"]
             except (KeyError, TypeError, IndexError):
-                raise _bad_context(ctx) from None
+                customer = _MISSING
             data, parent = ctx, None
-        # The version's type is part of the key: True == 1 and 1.0 == 1, but
+        # The customer name is validated by _resolve, once per route. The
+        # version's type is part of the key: True == 1 and 1.0 == 1, but
         # neither is a valid version and must not hit the route of 1.
         key = (name, version, customer, type(version))
         try:
-            route = self._snapshot.routes.get(key)
+            route = self._routes.get(key)
         except TypeError:  # something unhashable: let _resolve say what is wrong
             route = None
-        if route is None or (route.retire_at is not None and time.time() >= route.retire_at):
-            route = self._resolve(key)
-        keys = kwargs.keys()
-        if not (keys >= route.required and (route.var_kw or keys <= route.params)):
-            raise route.argument_error(kwargs)
-        if route.deprecation is not None:
-            route.warn_deprecated(stacklevel=3)
-        call_ctx = CallContext(self, route, data, call_id, parent)
+        if route is None or route.deprecation is not None:
+            route = self._resolve(key, route, data)
+        if route.check_args:
+            keys = kwargs.keys()
+            if not (keys >= route.required and (route.var_kw or keys <= route.params)) or (
+                route.entrypoint.context_param in keys
+            ):
+                raise route.argument_error(kwargs)
+        call_ctx = _new_context(CallContext)  # no __init__ frame: this is the hot path
+        call_ctx._route, call_ctx._data, call_ctx._number, call_ctx.parent_id = route, data, number, parent
         if route.is_task:
             task = route.target()
             if not task.is_actionable(call_ctx, **kwargs):
                 return _SKIPPED
             return task.execute(call_ctx, **kwargs)
-        return route.target(call_ctx, **kwargs)
+        try:
+            return route.target(call_ctx, **kwargs)
+        except TypeError as exc:
+            # Raised right here, not inside the entrypoint: the arguments did
+            # not bind, and the body never ran. A TypeError from inside the
+            # entrypoint has a deeper traceback and propagates unchanged.
+            if exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+                raise route.argument_error(kwargs) from None
+            raise
 
-    def _resolve(self, key: tuple[Any, Any, Any, type]) -> Route:
-        """The slow path of a call: validate, import what is needed, memoise the route."""
-        name, version, customer, _ = key
-        if self._closed:
-            raise CatalogError(f"{self!r} is closed")
-        if customer is not None:
-            check_customer_name(customer)
-        snapshot = self._snapshot
-        route = snapshot.route(name, version, customer)
-        snapshot.routes[key] = route
+    def _resolve(self, key: tuple[Any, Any, Any, type], cached: Route | None, ctx: Any) -> Route:
+        """The slow path of a call: validate, import what is needed, memoise the route.
+
+        Deprecated routes come through here on every call, to be checked
+        against their sunset and to warn.
+        """
+        route = cached
+        if route is None or (route.retire_at is not None and time.time() >= route.retire_at):
+            name, version, customer, _ = key
+            if self._closed:
+                raise CatalogError(f"{self!r} is closed")
+            if customer is _MISSING:
+                raise _bad_context(ctx)
+            if customer is not None:
+                check_customer_name(customer)
+            snapshot = self._snapshot
+            route = snapshot.route(name, version, customer, self)
+            snapshot.routes[key] = route
+        if route.deprecation is not None:
+            route.warn_deprecated(stacklevel=4)  # _resolve, _invoke, call/run, the caller
         return route
 
     def _customer_db(self, customer: str | None) -> Any:
@@ -206,7 +237,7 @@ class Catalog:
             old = self._snapshot
             tree = scan(self._interface_dirs, self._plugin_dirs, previous=old.tree)
             snapshot, report = reloaded(old, tree)
-            self._snapshot = snapshot
+            self._swap(snapshot)
             if self._reload_interval is not None:
                 self._next_scan = time.monotonic() + self._reload_interval
         return report

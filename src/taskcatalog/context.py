@@ -12,10 +12,9 @@ from .naming import check_customer_name
 from .plugins import PluginCaller
 
 if TYPE_CHECKING:
-    from .catalog import Catalog
     from .registry import Route
 
-__all__ = ["Context", "CallContext", "next_call_id"]
+__all__ = ["Context", "CallContext"]
 
 _LOG = logging.getLogger("taskcatalog.call")
 
@@ -54,24 +53,24 @@ class Context(Mapping[str, Any]):
 
 
 # Call ids: a per-process prefix and a counter. Cheaper than uuid4 on every
-# call, unique across processes that share a telemetry database; a forked
-# child gets a fresh prefix so it never repeats its parent's ids.
-_ids = itertools.count(1)
+# call, unique across processes that share a telemetry database: a forked
+# child gets a fresh prefix, so its ids never repeat its parent's. A call
+# takes a number (one C-level ``next``); the id string is made when read.
 _prefix = ""
 
 
 def _new_prefix() -> None:
-    global _prefix, _ids
+    global _prefix
     _prefix = os.urandom(6).hex()
-    _ids = itertools.count(1)
 
 
 _new_prefix()
 os.register_at_fork(after_in_child=_new_prefix)
+next_call_number = itertools.count(1).__next__
 
 
-def next_call_id() -> str:
-    return f"{_prefix}-{next(_ids)}"
+def call_id_of(number: int) -> str:
+    return f"{_prefix}-{number}"
 
 
 class CallContext(Mapping[str, Any]):
@@ -85,22 +84,18 @@ class CallContext(Mapping[str, Any]):
     reads the executor's context data (``ctx["customer"]``, ``ctx.get(k)``).
     """
 
-    __slots__ = ("_catalog", "_route", "_data", "call_id", "parent_id", "_log")
+    # ``_log`` is left unset until first read: one store less per call.
+    __slots__ = ("_route", "_data", "_number", "parent_id", "_log")
 
-    def __init__(
-        self,
-        catalog: Catalog,
-        route: Route,
-        data: Mapping[str, Any],
-        call_id: str,
-        parent_id: str | None,
-    ) -> None:
-        self._catalog = catalog
+    def __init__(self, route: Route, data: Mapping[str, Any], number: int, parent_id: str | None) -> None:
         self._route = route
         self._data = data
-        self.call_id = call_id
+        self._number = number
         self.parent_id = parent_id
-        self._log: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def call_id(self) -> str:
+        return call_id_of(self._number)
 
     @property
     def customer(self) -> str | None:
@@ -116,15 +111,17 @@ class CallContext(Mapping[str, Any]):
 
     @property
     def plugins(self) -> PluginCaller:
-        return PluginCaller(self, self._route.slots)
+        return PluginCaller(self)
 
     @property
     def db(self) -> Any:
-        return self._catalog._customer_db(self._route.customer)
+        return self._route.catalog._customer_db(self._route.customer)
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
-        if self._log is None:
+        try:
+            return self._log
+        except AttributeError:
             fields = {
                 "customer": self.customer,
                 "interface": self.interface,
@@ -132,11 +129,11 @@ class CallContext(Mapping[str, Any]):
                 "call_id": self.call_id,
             }
             self._log = logging.LoggerAdapter(_LOG, fields)
-        return self._log
+            return self._log
 
     def call(self, name: str, version: int | str | None = None, /, **kwargs: Any) -> Any:
         """Call another interface for the same customer, recorded as a child call."""
-        return self._catalog._call(name, version, self._route.customer, self._data, kwargs, self.call_id)
+        return self._route.catalog.call(name, version, self, **kwargs)
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]

@@ -276,6 +276,7 @@ class Entrypoint:
     version: int
     target: Callable[..., Any]  # a function, or a BaseTask subclass
     is_task: bool
+    context_param: str  # the name of its first parameter, which a keyword must not reuse
     params: tuple[str, ...]  # keyword arguments it accepts, in order
     required: frozenset[str]
     var_kw: bool  # takes **kwargs: any keyword is accepted
@@ -324,6 +325,7 @@ def read_entrypoint(interface: str, version: int, target: Any, path: str) -> Ent
         version=version,
         target=target,
         is_task=is_task,
+        context_param=params[0].name,
         params=tuple(p.name for p in keyword),
         required=frozenset(p.name for p in keyword if p.default is P.empty),
         var_kw=any(p.kind is P.VAR_KEYWORD for p in rest),

@@ -262,11 +262,14 @@ class SlotBinding:
     functions: tuple[Callable[..., Any], ...] = field(init=False)
     many: bool = field(init=False)
     accepts: tuple[type, ...] | None = field(init=False)
+    single: Callable[..., Any] | None = field(init=False)  # the plugin of a filled single slot
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "functions", tuple(p.function for p in self.plugins))
         object.__setattr__(self, "many", self.contract.many)
         object.__setattr__(self, "accepts", self.contract.accepts)
+        single = self.functions[0] if self.functions and not self.many else None
+        object.__setattr__(self, "single", single)
 
     def failed(self, plugin: Plugin, exc: BaseException) -> PluginError:
         return PluginError(
@@ -291,69 +294,82 @@ class SlotBinding:
 _NOT_FOUND = (False, None)
 
 
+def _call_slot(ctx: Any, slot_id: SlotId, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bool, Any]:
+    """Run the customer's plugins in one slot of the running entrypoint.
+
+    The one implementation behind ``ctx.plugins.call`` and ``call_if_present``;
+    it is on the path of every plugin call, so it reads only precomputed
+    attributes of the ``SlotBinding``.
+    """
+    try:
+        binding = ctx._route.slots[slot_id]
+    except (KeyError, TypeError):
+        raise _undeclared(ctx, slot_id) from None
+    except AttributeError:  # not a CallContext: a stand-in in someone's unit test
+        return ctx.plugins.call(slot_id, *args, **kwargs)
+    single = binding.single
+    if single is not None:
+        try:
+            value = single(ctx, *args, **kwargs)
+        except Exception as exc:
+            raise binding.failed(binding.plugins[0], exc) from exc
+        if binding.accepts is not None and not isinstance(value, binding.accepts):
+            raise binding.wrong_type(binding.plugins[0], value)
+        return True, value
+    if not binding.many:
+        return _NOT_FOUND
+    functions = binding.functions
+    accepts = binding.accepts
+    values = []
+    for index, function in enumerate(functions):
+        try:
+            value = function(ctx, *args, **kwargs)
+        except Exception as exc:
+            raise binding.failed(binding.plugins[index], exc) from exc
+        if accepts is not None and not isinstance(value, accepts):
+            raise binding.wrong_type(binding.plugins[index], value)
+        values.append(value)
+    return bool(functions), values
+
+
+def _undeclared(ctx: Any, slot_id: object) -> CatalogError:
+    declared = ", ".join(repr(s) for s in ctx._route.slots) or "none"
+    return CatalogError(
+        f"{ctx.interface} v{ctx.version} calls slot {slot_id!r} but does not declare it "
+        f"(declared: {declared}); add @slot({slot_id!r}, ...) to the entrypoint",
+        interface=ctx.interface,
+        version=ctx.version,
+        customer=ctx.customer,
+    )
+
+
 class PluginCaller:
-    """``ctx.plugins``: calls the slots of the running entrypoint for its customer."""
+    """``ctx.plugins``: the slots of the running entrypoint, for its customer."""
 
-    __slots__ = ("_ctx", "_slots")
+    __slots__ = ("_ctx",)
 
-    def __init__(self, ctx: Any, slots: Mapping[SlotId, SlotBinding]) -> None:
+    def __init__(self, ctx: Any) -> None:
         self._ctx = ctx
-        self._slots = slots
 
     def call(self, slot_id: SlotId, /, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
         """Run the plugins in ``slot_id``; return ``(found, value)``.
 
         For a single slot ``value`` is the plugin's result (None when there is
-        no plugin); for a ``many=True`` slot it is the list of results.
+        no plugin); for a ``many=True`` slot it is the list of results, and
+        ``found`` says whether there was any plugin.
         """
-        try:
-            binding = self._slots[slot_id]
-        except (KeyError, TypeError):
-            raise self._undeclared(slot_id) from None
-        functions = binding.functions
-        accepts = binding.accepts
-        if not binding.many:
-            if not functions:
-                return _NOT_FOUND
-            try:
-                value = functions[0](self._ctx, *args, **kwargs)
-            except Exception as exc:
-                raise binding.failed(binding.plugins[0], exc) from exc
-            if accepts is not None and not isinstance(value, accepts):
-                raise binding.wrong_type(binding.plugins[0], value)
-            return True, value
-        values = []
-        for index, function in enumerate(functions):
-            try:
-                value = function(self._ctx, *args, **kwargs)
-            except Exception as exc:
-                raise binding.failed(binding.plugins[index], exc) from exc
-            if accepts is not None and not isinstance(value, accepts):
-                raise binding.wrong_type(binding.plugins[index], value)
-            values.append(value)
-        return bool(functions), values
+        return _call_slot(self._ctx, slot_id, args, kwargs)
 
     def slots(self) -> list[SlotId]:
         """The slots the running entrypoint declares."""
-        return list(self._slots)
+        return list(self._ctx._route.slots)
 
     def has(self, slot_id: SlotId) -> bool:
         """True when the customer has at least one plugin in ``slot_id``."""
-        binding = self._slots.get(slot_id)
+        binding = self._ctx._route.slots.get(slot_id)
         return bool(binding and binding.functions)
-
-    def _undeclared(self, slot_id: object) -> CatalogError:
-        ctx = self._ctx
-        declared = ", ".join(repr(s) for s in self._slots) or "none"
-        return CatalogError(
-            f"{ctx.interface} v{ctx.version} calls slot {slot_id!r} but does not declare it "
-            f"(declared: {declared}); add @slot({slot_id!r}, ...) to the entrypoint",
-            interface=ctx.interface,
-            version=ctx.version,
-            customer=ctx.customer,
-        )
 
 
 def call_if_present(ctx: Any, slot_id: SlotId, /, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
-    """The classic helper: ``ctx.plugins.call(slot_id, *args, **kwargs)``."""
-    return ctx.plugins.call(slot_id, *args, **kwargs)
+    """The classic helper: ``ctx.plugins.call(slot_id, *args, **kwargs)``, one step shorter."""
+    return _call_slot(ctx, slot_id, args, kwargs)

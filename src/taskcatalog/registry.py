@@ -21,6 +21,7 @@ import threading
 import time
 import warnings
 from collections.abc import Mapping
+from types import FunctionType
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -208,6 +209,7 @@ class Route:
     entrypoint: Entrypoint
     customer: str | None
     slots: Mapping[SlotId, SlotBinding]
+    catalog: Any  # the Catalog, for ctx.call and ctx.db
     # Copied from the entrypoint so the call path reads one attribute each.
     interface: str = field(init=False)
     version: int = field(init=False)
@@ -216,6 +218,10 @@ class Route:
     params: frozenset[str] = field(init=False)
     required: frozenset[str] = field(init=False)
     var_kw: bool = field(init=False)
+    # Whether the call path must check keyword arguments before calling. A
+    # plain function does not need it: Python's own check raises TypeError
+    # before the body runs, which the call path turns into ArgumentError.
+    check_args: bool = field(init=False)
     deprecation: Deprecation | None = field(init=False)
     retire_at: float | None = field(init=False)
 
@@ -229,6 +235,9 @@ class Route:
             "params": frozenset(entry.params),
             "required": entry.required,
             "var_kw": entry.var_kw,
+            "check_args": entry.is_task
+            or type(entry.target) is not FunctionType
+            or hasattr(entry.target, "__wrapped__"),
             "deprecation": entry.deprecation,
             "retire_at": entry.deprecation.retire_at if entry.deprecation else None,
         }
@@ -238,15 +247,17 @@ class Route:
     def argument_error(self, kwargs: Mapping[str, Any]) -> ArgumentError:
         entry = self.entrypoint
         unexpected = sorted(set(kwargs) - self.params) if not self.var_kw else []
+        if entry.context_param in kwargs and entry.context_param not in unexpected:
+            unexpected.append(entry.context_param)  # it would collide with the context
         missing = sorted(self.required - set(kwargs))
         parts = []
         if unexpected:
             parts.append(f"unexpected keyword argument(s) {', '.join(map(repr, unexpected))}")
         if missing:
-            parts.append(f"missing required argument(s) {', '.join(map(repr, missing))}")
-        accepted = ", ".join(entry.params) + (", **kwargs" if self.var_kw else "") or "no arguments"
+            parts.append(f"no value for required argument(s) {', '.join(map(repr, missing))}")
+        accepted = ", ".join([*entry.params, *(["**kwargs"] if self.var_kw else [])]) or "no arguments"
         return ArgumentError(
-            f"{entry.label} ({entry.where}) got {' and '.join(parts)}; it accepts: {accepted}",
+            f"{entry.label} ({entry.where}): {'; '.join(parts)}; it accepts: {accepted}",
             interface=self.interface,
             version=self.version,
             customer=self.customer,
@@ -369,7 +380,7 @@ class Snapshot:
 
     # -- resolving a call ------------------------------------------------
 
-    def route(self, name: str, version: Any, customer: str | None) -> Route:
+    def route(self, name: str, version: Any, customer: str | None, catalog: Any) -> Route:
         """Resolve the route of a call; raises the call's CatalogError."""
         if not isinstance(name, str):
             check_interface_name(name)
@@ -378,7 +389,7 @@ class Snapshot:
         binding = self.binding(customer, name)
         if binding.error is not None:
             raise _again(binding.error)
-        return Route(entry, customer, binding.tables[entry.version])
+        return Route(entry, customer, binding.tables[entry.version], catalog)
 
     def _entrypoint(self, interface: LoadedInterface, version: Any, customer: str | None) -> Entrypoint:
         name, entries, now = interface.name, interface.entrypoints, time.time()
