@@ -1,0 +1,71 @@
+"""``connect(url)``: find the backend for a URL's scheme and open it.
+
+Backends are classes registered under the entry-point group
+``taskcatalog.databases``, the entry-point name being the URL scheme
+(``sqlite = taskcatalog.db.sqlite:SQLiteConnection``). A plain path or
+``:memory:`` means SQLite, and SQLite works from a source checkout with no
+installed metadata.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib.metadata import entry_points
+from os import PathLike, fspath
+from typing import Any
+
+from .base import Connection, DatabaseError, UnknownBackend
+from .sqlite import SQLiteConnection
+
+__all__ = ["connect", "backend"]
+
+GROUP = "taskcatalog.databases"
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def scheme_of(url: str | PathLike[str]) -> str:
+    """The backend name a URL asks for: its scheme, or ``sqlite`` for a path."""
+    if isinstance(url, PathLike):
+        return "sqlite"
+    if not isinstance(url, str):
+        raise TypeError(f"a database URL or path must be a str or path, not {type(url).__name__}")
+    match = _SCHEME.match(url)
+    # "C:\\data\\x.db" has a one-letter "scheme": a Windows drive, so a path.
+    if match is None or len(match.group(1)) == 1 or (match.group(1) != "sqlite" and "://" not in url):
+        return "sqlite"
+    return match.group(1).lower()
+
+
+def backend(scheme: str) -> type[Connection]:
+    """The Connection class registered for ``scheme``.
+
+    Entry points are read on every call (they are cheap next to opening a
+    database) so a backend installed while the process runs is found.
+    """
+    found = entry_points(group=GROUP).select(name=scheme)
+    for entry in found:
+        try:
+            cls = entry.load()
+        except Exception as exc:
+            raise DatabaseError(
+                f"the database backend {scheme!r} ({entry.value}) failed to import: {exc}"
+            ) from exc
+        if not (isinstance(cls, type) and issubclass(cls, Connection)):
+            raise DatabaseError(f"the database backend {scheme!r} ({entry.value}) is not a Connection class")
+        return cls
+    if scheme == "sqlite":
+        return SQLiteConnection  # a source checkout without installed metadata
+    known = sorted({entry.name for entry in entry_points(group=GROUP)} | {"sqlite"})
+    raise UnknownBackend(f"no database backend for the scheme {scheme!r}; known schemes: {', '.join(known)}")
+
+
+def connect(url: str | PathLike[str], **options: Any) -> Connection:
+    """Open the database at ``url`` with the backend its scheme names.
+
+    ``url`` is a path, ``:memory:``, ``sqlite:///relative/path``,
+    ``sqlite:////absolute/path``, ``sqlite:///:memory:`` or another
+    backend's URL. ``options`` go to the backend (for SQLite: ``timeout``,
+    ``synchronous``, ``foreign_keys``).
+    """
+    cls = backend(scheme_of(url))
+    return cls(fspath(url) if isinstance(url, PathLike) else url, **options)

@@ -1,0 +1,423 @@
+"""The ``Connection`` contract every database backend fulfils, and what they share.
+
+A backend (``sqlite.py`` is the built-in one) implements the abstract methods:
+opening, transactions, executing SQL and migrations. Everything that does not
+depend on the engine lives here once: the errors of the layer, checking table
+and column names against the live schema, building ``WHERE``/``ORDER BY``
+text from plain data, and registering and firing CRUD callbacks.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from ..errors import CatalogError, SchemaError
+from .migrations import Migration, MigrationStatus
+
+__all__ = [
+    "Connection",
+    "CrudEvent",
+    "DatabaseError",
+    "DatabaseLocked",
+    "UnknownBackend",
+    "EVENTS",
+    "OPERATORS",
+    "quote",
+]
+
+LOG = logging.getLogger("taskcatalog.db")
+
+EVENTS = (
+    "before_create",
+    "after_create",
+    "before_update",
+    "after_update",
+    "before_delete",
+    "after_delete",
+)
+OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "in", "like")
+_COMPARE = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "like": "LIKE"}
+
+Row = dict[str, Any]
+
+
+class DatabaseError(CatalogError):
+    """The database cannot be used: not a database, unwritable, closed, ...
+
+    ``path`` names the database file (``":memory:"`` for a memory database).
+    """
+
+
+class DatabaseLocked(DatabaseError):
+    """Another connection held the write lock for longer than the timeout."""
+
+
+class UnknownBackend(CatalogError, ValueError):
+    """No database backend is installed for the URL's scheme."""
+
+
+@dataclass(frozen=True, slots=True)
+class CrudEvent:
+    """What a CRUD callback receives: one argument, the same shape for every event.
+
+    ``values`` is the row (create) or the new values (update), ``where`` the
+    filter (update, delete), ``result`` is None before the change and the new
+    row id (create) or the number of rows changed (update, delete) after it.
+    In ``before_create`` and ``before_update`` callbacks ``values`` is a fresh
+    dict: what the callback leaves in it is what gets written.
+    """
+
+    event: str
+    table: str
+    values: dict[str, Any] | None
+    where: dict[str, Any] | None
+    result: int | None
+    db: Connection
+
+
+def quote(name: str) -> str:
+    """Quote an identifier for SQL (double quotes, embedded quotes doubled).
+
+    Names are checked against the schema before they get here; quoting them
+    anyway keeps a legitimate but odd name (``a"b``, ``order``) working.
+    """
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _listing(names: Iterable[str], empty: str) -> str:
+    text = ", ".join(repr(n) for n in names)
+    return text or empty
+
+
+class Connection(abc.ABC):
+    """A connection to one database: CRUD on plain dicts, sessions, migrations.
+
+    Use it as a context manager (``with connect(url) as db:``) or call
+    ``close()``. One object may be shared by the threads of a process.
+    """
+
+    #: Placeholder for a bound parameter in this backend's SQL dialect.
+    param = "?"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        # table -> its column names, as read from the live schema (see _columns).
+        self._schema: dict[str, tuple[str, ...]] = {}
+        # Callbacks per operation: table -> (before callbacks, after callbacks).
+        # Kept as tuples replaced whole, so the write path reads them without a lock.
+        self._create_hooks: dict[str, tuple[tuple[Callable, ...], tuple[Callable, ...]]] = {}
+        self._update_hooks: dict[str, tuple[tuple[Callable, ...], tuple[Callable, ...]]] = {}
+        self._delete_hooks: dict[str, tuple[tuple[Callable, ...], tuple[Callable, ...]]] = {}
+        self._hooks_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ contract
+
+    @abc.abstractmethod
+    def session(self) -> AbstractContextManager[Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        A session inside a session (same thread) is a savepoint: its failure,
+        if caught, undoes only its own work.
+        """
+
+    @abc.abstractmethod
+    def create(self, table: str, values: Mapping[str, Any]) -> int:
+        """Insert one row and return its id."""
+
+    @abc.abstractmethod
+    def create_many(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Insert rows (all with the same columns), all or none; return how many."""
+
+    @abc.abstractmethod
+    def read(
+        self,
+        table: str,
+        where: Mapping[str, Any] | None = None,
+        order_by: str | Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Row]:
+        """Rows matching ``where``, as dicts."""
+
+    @abc.abstractmethod
+    def get(self, table: str, id: int) -> Row | None:
+        """The row with that id, or None."""
+
+    @abc.abstractmethod
+    def update(self, table: str, where: Mapping[str, Any], values: Mapping[str, Any]) -> int:
+        """Set ``values`` on the rows matching ``where``; return how many changed."""
+
+    @abc.abstractmethod
+    def delete(self, table: str, where: Mapping[str, Any]) -> int:
+        """Delete the rows matching ``where``; return how many."""
+
+    @abc.abstractmethod
+    def wipe(self, namespace: str | None = None) -> dict[str, int]:
+        """Delete every row of a namespace's tables (or of all tables); keep the schema."""
+
+    @abc.abstractmethod
+    def backup(self, path: str | PathLike[str]) -> Path:
+        """Write a consistent copy of the database to ``path``."""
+
+    @abc.abstractmethod
+    def upgrade(
+        self,
+        migrations: Iterable[Migration] | str | PathLike[str],
+        namespace: str | None = None,
+    ) -> list[str]:
+        """Apply the pending migrations in order; return the ids applied."""
+
+    @abc.abstractmethod
+    def migration_status(
+        self,
+        migrations: Iterable[Migration] | str | PathLike[str] | None = None,
+        namespace: str | None = None,
+    ) -> list[MigrationStatus]:
+        """Each migration's state: applied, pending, drifted or missing."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the connection; later calls raise ``DatabaseError``."""
+
+    @abc.abstractmethod
+    def _load_schema(self) -> dict[str, tuple[str, ...]]:
+        """Read table (and view) names and their columns from the database."""
+
+    @abc.abstractmethod
+    def _doom(self, error: BaseException) -> None:
+        """A callback raised: the current session must end in a rollback."""
+
+    @property
+    @abc.abstractmethod
+    def label(self) -> str:
+        """How errors name this database (a file path, usually)."""
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ callbacks
+
+    def on(self, event: str, table: str, callback: Callable[[CrudEvent], Any]) -> None:
+        """Call ``callback(event)`` with a ``CrudEvent`` at each ``event`` on ``table``.
+
+        Callbacks run in the caller's thread and transaction, in registration
+        order. One that raises rolls back the whole session, and its exception
+        reaches the caller unchanged.
+        """
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; events are: {', '.join(EVENTS)}")
+        self._columns(table)
+        if not callable(callback):
+            raise TypeError(f"callback for {event} on {table!r} must be callable, not {type(callback).__name__}")
+        when, operation = event.split("_")
+        hooks = {"create": self._create_hooks, "update": self._update_hooks, "delete": self._delete_hooks}[operation]
+        with self._hooks_lock:
+            before, after = hooks.get(table, ((), ()))
+            if when == "before":
+                before += (callback,)
+            else:
+                after += (callback,)
+            hooks[table] = (before, after)
+
+    def _fire(self, callbacks: tuple[Callable, ...], event: CrudEvent) -> None:
+        for callback in callbacks:
+            try:
+                callback(event)
+            except BaseException as exc:
+                self._doom(exc)
+                raise
+
+    # ------------------------------------------------------------------ names
+
+    def _refresh_schema(self) -> dict[str, tuple[str, ...]]:
+        schema = self._load_schema()
+        self._schema = schema
+        return schema
+
+    def _columns(self, table: str) -> tuple[str, ...]:
+        """The columns of ``table``; SchemaError if it is not a table of this database.
+
+        A miss re-reads the schema once before failing: another process may
+        have migrated since the cache was filled.
+        """
+        columns = self._schema.get(table) if type(table) is str else None
+        if columns is None:
+            _check_name("table", table)
+            columns = self._refresh_schema().get(table)
+            if columns is None:
+                raise SchemaError(
+                    f"no table {table!r} in {self.label}; tables: "
+                    f"{_listing(sorted(self._schema), '(none yet: run upgrade() first)')}",
+                    path=self.label,
+                )
+        return columns
+
+    def _column(self, table: str, columns: tuple[str, ...], name: object) -> str:
+        """``name`` if it is a column of ``table`` (re-reading the schema once)."""
+        if name in columns and type(name) is str:
+            return name
+        _check_name(f"column of {table!r}", name)
+        columns = self._refresh_schema().get(table, ())
+        if name in columns:
+            return name  # type: ignore[return-value]
+        raise SchemaError(
+            f"no column {name!r} in table {table!r} of {self.label}; columns: {_listing(columns, '(none)')}",
+            path=self.label,
+        )
+
+    # ------------------------------------------------------------------ SQL text
+
+    def _where_sql(self, table: str, columns: tuple[str, ...], where: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """``WHERE`` text and its parameters from ``{column: value or (op, value)}``."""
+        if not isinstance(where, Mapping):
+            raise TypeError(f"where must be a mapping of column to value, not {type(where).__name__}")
+        p = self.param
+        parts: list[str] = []
+        params: list[Any] = []
+        for name, condition in where.items():
+            column = quote(self._column(table, columns, name))
+            if condition is None:
+                parts.append(f"{column} IS NULL")
+                continue
+            if isinstance(condition, (list, set, frozenset, dict)):
+                raise TypeError(
+                    f"where[{name!r}] is a {type(condition).__name__}; "
+                    f"use ('in', [...]) to match any of several values"
+                )
+            if not isinstance(condition, tuple):
+                parts.append(f"{column} = {p}")
+                params.append(condition)
+                continue
+            if len(condition) != 2 or not isinstance(condition[0], str):
+                raise ValueError(f"where[{name!r}] must be a value or an (operator, value) pair, not {condition!r}")
+            op, value = condition[0].lower(), condition[1]
+            if op == "in":
+                if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+                    raise TypeError(f"where[{name!r}]: 'in' needs a list of values, not {type(value).__name__}")
+                items = list(value)
+                if not items:
+                    parts.append("0")  # IN () matches nothing; SQL has no empty list
+                else:
+                    parts.append(f"{column} IN ({', '.join([p] * len(items))})")
+                    params.extend(items)
+            elif op not in _COMPARE:
+                raise ValueError(f"where[{name!r}]: unknown operator {condition[0]!r}; operators are: {' '.join(OPERATORS)}")
+            elif value is None:
+                if op == "=":
+                    parts.append(f"{column} IS NULL")
+                elif op == "!=":
+                    parts.append(f"{column} IS NOT NULL")
+                else:
+                    # SQL compares NULL to nothing: the filter would silently match no row.
+                    raise ValueError(f"where[{name!r}]: {op!r} with None matches nothing; use None or ('!=', None)")
+            else:
+                parts.append(f"{column} {_COMPARE[op]} {p}")
+                params.append(value)
+        return " AND ".join(parts), params
+
+    def _order_sql(self, table: str, columns: tuple[str, ...], order_by: str | Iterable[str]) -> str:
+        """``ORDER BY`` text from ``"col"``, ``"-col"`` (descending) or a list of them."""
+        keys = [order_by] if isinstance(order_by, str) else order_by
+        if not isinstance(keys, Iterable):
+            raise TypeError(f"order_by must be a column name or a list of them, not {type(order_by).__name__}")
+        terms = []
+        for key in keys:
+            if type(key) is str and key.startswith("-"):
+                terms.append(quote(self._column(table, columns, key[1:])) + " DESC")
+            else:
+                terms.append(quote(self._column(table, columns, key)))
+        return ", ".join(terms)
+
+    def _select_sql(
+        self,
+        table: str,
+        where: Mapping[str, Any] | None,
+        order_by: str | Iterable[str] | None,
+        limit: int | None,
+    ) -> tuple[str, list[Any]]:
+        columns = self._columns(table)
+        sql = "SELECT * FROM " + quote(table)
+        params: list[Any] = []
+        if where:
+            clause, params = self._where_sql(table, columns, where)
+            sql += " WHERE " + clause
+        elif where is not None and not isinstance(where, Mapping):
+            raise TypeError(f"where must be a mapping of column to value, not {type(where).__name__}")
+        if order_by is not None:
+            order = self._order_sql(table, columns, order_by)
+            if order:
+                sql += " ORDER BY " + order
+        if limit is not None:
+            if type(limit) is not int or limit < 0:
+                raise ValueError(f"limit must be a non-negative int, not {limit!r}")
+            sql += " LIMIT " + self.param
+            params.append(limit)
+        return sql, params
+
+    def _filter_sql(self, verb: str, table: str, where: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """The ``WHERE`` of an update or delete, which must not be empty."""
+        if not isinstance(where, Mapping):
+            raise TypeError(f"{verb}() where must be a mapping of column to value, not {type(where).__name__}")
+        if not where:
+            raise ValueError(
+                f"{verb}() on {table!r} with an empty where would touch every row; "
+                f"pass a filter, or use wipe() to clear tables"
+            )
+        return self._where_sql(table, self._columns(table), where)
+
+    def _update_sql(self, table: str, where: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        clause, where_params = self._filter_sql("update", table, where)
+        columns = self._columns(table)
+        sets = ", ".join(f"{quote(self._column(table, columns, name))} = {self.param}" for name in values)
+        return f"UPDATE {quote(table)} SET {sets} WHERE {clause}", [*values.values(), *where_params]
+
+    def _delete_sql(self, table: str, where: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        clause, params = self._filter_sql("delete", table, where)
+        return f"DELETE FROM {quote(table)} WHERE {clause}", params
+
+    def _insert_sql(self, table: str, names: tuple[str, ...]) -> str:
+        columns = self._columns(table)
+        for name in names:
+            self._column(table, columns, name)
+        if not names:
+            return f"INSERT INTO {quote(table)} DEFAULT VALUES"
+        return (
+            f"INSERT INTO {quote(table)} ({', '.join(map(quote, names))}) "
+            f"VALUES ({', '.join([self.param] * len(names))})"
+        )
+
+
+def _check_name(kind: str, name: object) -> None:
+    """SchemaError for a name that cannot be a SQL name at all (type, empty, NUL)."""
+    if type(name) is not str:
+        raise SchemaError(f"a {kind} name must be a str, not {type(name).__name__} ({name!r})")
+    if not name:
+        raise SchemaError(f"a {kind} name must not be empty")
+    if "\x00" in name:
+        raise SchemaError(f"a {kind} name must not contain NUL characters: {name!r}")
+
+
+def values_mapping(values: object, what: str) -> dict[str, Any]:
+    """``values`` as a dict, or TypeError naming what was passed instead."""
+    if type(values) is dict:
+        return values  # type: ignore[return-value]
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{what} must be a mapping of column to value, not {type(values).__name__}")
+    return dict(values)
+
+
+def iter_rows(rows: object) -> Iterator[Any]:
+    """Check that ``rows`` is a collection of rows rather than one row or a string."""
+    if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
+        raise TypeError(f"rows must be an iterable of mappings, not {type(rows).__name__}")
+    return iter(rows)

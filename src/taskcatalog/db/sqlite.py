@@ -1,0 +1,883 @@
+"""``SQLiteConnection``: the built-in backend, on the standard ``sqlite3`` module.
+
+Concurrency rests on four SQLite behaviours:
+
+* WAL journal mode: readers never block the writer and the writer never
+  blocks readers; only writers queue for the single write lock.
+* A busy timeout: a connection that finds the lock taken retries for up to
+  ``timeout`` seconds instead of failing at once with "database is locked".
+* ``BEGIN IMMEDIATE`` for every write: the write lock is taken when the
+  transaction starts, where the busy timeout applies. A deferred transaction
+  that reads first and writes later cannot wait: when another connection has
+  committed in between, its snapshot is stale and SQLite fails it at once.
+* One ``sqlite3`` connection per thread, opened with ``isolation_level=None``
+  so the module never issues a BEGIN or COMMIT of its own.
+
+A ``:memory:`` database exists inside one sqlite3 connection, so there all
+threads share that connection and take turns through a lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timezone
+from operator import itemgetter
+from os import PathLike, fspath
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import MigrationError, SchemaError
+from .base import (
+    Connection,
+    CrudEvent,
+    DatabaseError,
+    DatabaseLocked,
+    Row,
+    iter_rows,
+    quote,
+    values_mapping,
+)
+from .migrations import (
+    BOOKKEEPING_DDL,
+    BOOKKEEPING_TABLE,
+    Applied,
+    Migration,
+    MigrationStatus,
+    collect,
+    split_statements,
+    status,
+)
+
+__all__ = ["SQLiteConnection"]
+
+LOG = logging.getLogger("taskcatalog.db")
+
+MEMORY = ":memory:"
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+# Primary result codes (the low byte of sqlite3.Error.sqlite_errorcode).
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+_BINDING = re.compile(r"binding parameter (\d+)")
+
+
+class _ThreadState(threading.local):
+    """What one thread knows about its use of a connection."""
+
+    def __init__(self) -> None:
+        self.conn: sqlite3.Connection | None = None
+        self.cur: sqlite3.Cursor | None = None
+        self.depth = 0  # session nesting: 0 outside, 1 in a transaction, >1 in savepoints
+        self.doomed: BaseException | None = None  # a callback raised: the session must roll back
+
+
+class _NoLock:
+    """Stands in for the memory-database lock where SQLite does the locking."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+
+def _target(url: str | PathLike[str]) -> Path | None:
+    """The database file a URL or path names; None for a memory database."""
+    if isinstance(url, PathLike):
+        url = fspath(url)
+    if not isinstance(url, str):
+        raise TypeError(f"a database URL or path must be a str or path, not {type(url).__name__}")
+    if url == MEMORY:
+        return None
+    if url.startswith("sqlite:"):
+        # sqlite:///relative/path, sqlite:////absolute/path, sqlite:///:memory:
+        # (the convention of SQLAlchemy and most URL parsers).
+        rest = url[len("sqlite:"):]
+        if rest in ("//", "///" + MEMORY):
+            return None
+        if not rest.startswith("///") or len(rest) == 3:
+            raise ValueError(
+                f"cannot read the SQLite URL {url!r}: use sqlite:///relative/path, "
+                f"sqlite:////absolute/path or sqlite:///:memory:"
+            )
+        return Path(rest[3:])
+    if "://" in url:
+        raise ValueError(f"{url!r} is not a SQLite URL or path")
+    if not url:
+        raise ValueError("the database path is empty")
+    return Path(url)
+
+
+class SQLiteConnection(Connection):
+    """A SQLite database used by any number of threads and processes at once.
+
+    ``timeout`` is how long a write waits for another connection's write
+    lock before ``DatabaseLocked``; ``synchronous`` is SQLite's durability
+    setting (NORMAL: in WAL mode a crash of the program loses nothing, a power
+    cut may lose the last commits); ``foreign_keys`` turns on SQLite's
+    enforcement of REFERENCES clauses.
+    """
+
+    def __init__(
+        self,
+        url: str | PathLike[str],
+        *,
+        timeout: float = 30.0,
+        synchronous: str = "NORMAL",
+        foreign_keys: bool = True,
+    ) -> None:
+        path = _target(url)
+        super().__init__(fspath(url) if isinstance(url, PathLike) else url)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+        if not isinstance(synchronous, str) or synchronous.upper() not in _SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, not {synchronous!r}")
+        self.path = path
+        self.timeout = float(timeout)
+        self.synchronous = synchronous.upper()
+        self.foreign_keys = bool(foreign_keys)
+        self._label = MEMORY if path is None else str(path)
+        self._closed = False
+        self._registry_lock = threading.Lock()
+        self._conns: dict[int, sqlite3.Connection] = {}  # thread id -> its connection
+        self._state = _ThreadState()
+        # (table, column names) -> prepared INSERT text; (table, names) -> (text, row getter).
+        self._inserts: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._inserts_many: dict[tuple[str, tuple[str, ...]], tuple[str, Callable[[Any], tuple]]] = {}
+        self._shared: sqlite3.Connection | None = None
+        self._gate: threading.RLock | _NoLock = _NoLock()
+        if path is None:
+            self._shared = self._open()
+            self._gate = threading.RLock()
+        else:
+            self._prepare_folder(path)
+        # Open this thread's connection now, so a bad path fails at connect time.
+        self._open_thread(self._state)
+        _LIVE.add(self)
+        LOG.debug("opened %s", self._label)
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    def __repr__(self) -> str:
+        return f"<SQLiteConnection {self._label} {'closed' if self._closed else 'open'}>"
+
+    # ------------------------------------------------------------------ opening
+
+    def _prepare_folder(self, path: Path) -> None:
+        folder = path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(
+                f"cannot create the folder {folder} for the database {path}: {exc.strerror or exc}",
+                path=str(path),
+            ) from exc
+        if path.is_dir():
+            raise DatabaseError(f"the database path {path} is a folder, not a file", path=str(path))
+        # WAL keeps two files beside the database (-wal, -shm): the folder must be writable.
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise DatabaseError(f"the folder {folder} of the database {path} is not writable", path=str(path))
+
+    def _open(self) -> sqlite3.Connection:
+        """A new sqlite3 connection, configured and checked to be a database."""
+        try:
+            # isolation_level=None: autocommit; this class issues BEGIN/COMMIT itself.
+            # check_same_thread=False only so close() may close another thread's
+            # connection; each connection is otherwise used by its own thread.
+            conn = sqlite3.connect(
+                MEMORY if self.path is None else self.path,
+                timeout=self.timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot open the database {self._label}: {exc}", path=self._label) from exc
+        try:
+            # Reading the header here turns "file is not a database" into an
+            # error at connect time rather than at the first query.
+            conn.execute("PRAGMA schema_version").fetchone()
+            self._use_wal(conn)
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute(f"PRAGMA foreign_keys = {'ON' if self.foreign_keys else 'OFF'}")
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                self._raise(exc)
+            raise
+        return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        if self.path is None:
+            return
+        # Switching to WAL needs a moment of exclusive access; when several
+        # processes open a new file together one of them may see SQLITE_BUSY
+        # here, so retry within the timeout like any other lock wait.
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if _code(exc) not in (_BUSY, _LOCKED) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
+        if mode.lower() != "wal":
+            LOG.warning("%s: journal mode is %s, not WAL; concurrent access will wait more", self._label, mode)
+
+    def _open_thread(self, state: _ThreadState) -> sqlite3.Cursor:
+        """Give the calling thread its connection (the shared one for memory)."""
+        with self._registry_lock:
+            if self._closed:
+                raise self._closed_error()
+            if self._shared is not None:
+                conn = self._shared
+            else:
+                conn = self._open()
+                ident = threading.get_ident()
+                threading.current_thread()  # registers threads not started by threading
+                stale = self._conns.pop(ident, None)  # the id was reused: its thread ended
+                alive = {thread.ident for thread in threading.enumerate()}
+                stale_list = [stale] if stale is not None else []
+                for other in [i for i in self._conns if i not in alive]:
+                    stale_list.append(self._conns.pop(other))
+                for old in stale_list:
+                    old.close()
+                self._conns[ident] = conn
+            state.conn = conn
+            state.cur = conn.cursor()
+            return state.cur
+
+    def close(self) -> None:
+        """Close every thread's connection; idempotent.
+
+        Call it when no other thread is in the middle of a call; a session
+        still open in another thread is rolled back by SQLite.
+        """
+        with self._registry_lock:
+            if self._closed:
+                return
+            self._closed = True
+            conns = list(self._conns.values())
+            self._conns.clear()
+            if self._shared is not None:
+                conns.append(self._shared)
+        for conn in conns:
+            conn.close()
+        _LIVE.discard(self)
+        LOG.debug("closed %s", self._label)
+
+    def _after_fork(self) -> None:
+        """In a child process: forget the parent's sqlite3 connections.
+
+        SQLite connections must not be used across fork(). Closing them here
+        could disturb the parent's WAL files, so they are set aside unused and
+        the child opens its own on first use. Prefer the "spawn" start method.
+        """
+        _INHERITED.extend(self._conns.values())
+        self._conns = {}
+        self._registry_lock = threading.Lock()
+        self._state = _ThreadState()
+        if self._shared is not None:
+            # A memory database lives in this process's copy of the connection.
+            self._gate = threading.RLock()
+
+    # ------------------------------------------------------------------ errors
+
+    def _closed_error(self) -> DatabaseError:
+        return DatabaseError(f"the connection to {self._label} is closed", path=self._label)
+
+    def _raise(self, exc: sqlite3.Error, columns: tuple[str, ...] = ()) -> None:
+        """Raise the error a caller should see for a sqlite3 error.
+
+        Errors with nothing to add (constraint violations, for instance)
+        propagate unchanged.
+        """
+        if self._closed:
+            raise self._closed_error() from exc
+        code = _code(exc)
+        message = str(exc)
+        if code in (_BUSY, _LOCKED):
+            raise DatabaseLocked(
+                f"the database {self._label} is locked: another connection held it for more than "
+                f"{self.timeout:g} s ({message}); keep transactions short or raise timeout=",
+                path=self._label,
+            ) from exc
+        if code in (_NOTADB, _CORRUPT):
+            raise DatabaseError(
+                f"{self._label} is not a SQLite database, or is damaged ({message})", path=self._label
+            ) from exc
+        if code in (_READONLY, _IOERR, _FULL, _CANTOPEN):
+            raise DatabaseError(f"cannot write the database {self._label}: {message}", path=self._label) from exc
+        if message.startswith(("no such table", "no such column")) or " has no column named " in message:
+            # The schema changed under a cached statement (another process migrated).
+            self._forget_schema()
+            raise SchemaError(f"{message} in {self._label} (the schema has changed)", path=self._label) from exc
+        binding = _BINDING.search(message)
+        if isinstance(exc, sqlite3.ProgrammingError) and binding:
+            number = int(binding.group(1))
+            column = f" for column {columns[number - 1]!r}" if 0 < number <= len(columns) else ""
+            raise TypeError(f"cannot store the value{column} in {self._label}: {message}") from exc
+        raise exc
+
+    def _forget_schema(self) -> None:
+        self._schema = {}
+        self._inserts = {}
+        self._inserts_many = {}
+
+    def _doom(self, error: BaseException) -> None:
+        state = self._state
+        if state.depth and state.doomed is None:
+            state.doomed = error
+
+    def _doomed_error(self, state: _ThreadState) -> DatabaseError:
+        return DatabaseError(
+            f"this session on {self._label} will be rolled back: a callback raised "
+            f"{type(state.doomed).__name__}: {state.doomed}; leave the session",
+            path=self._label,
+        )
+
+    # ------------------------------------------------------------------ sessions
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[SQLiteConnection]:
+        state = self._state
+        if state.cur is None:
+            self._open_thread(state)
+        if state.doomed is not None:
+            raise self._doomed_error(state) from state.doomed
+        if state.depth:
+            yield from self._savepoint(state)
+            return
+        self._gate.acquire()
+        try:
+            # IMMEDIATE takes the write lock now, waiting up to the busy timeout.
+            self._run(state, "BEGIN IMMEDIATE")
+            state.depth = 1
+            try:
+                yield self
+            except BaseException:
+                self._rollback(state)
+                raise
+            doomed = state.doomed
+            if doomed is not None:
+                # The caller caught a callback's exception and carried on; the
+                # session is still rolled back, and the exception raised again.
+                self._rollback(state)
+                raise doomed
+            try:
+                self._run(state, "COMMIT")
+            except BaseException:
+                self._rollback(state)
+                raise
+        finally:
+            state.depth = 0
+            state.doomed = None
+            self._gate.release()
+
+    def _savepoint(self, state: _ThreadState) -> Iterator[SQLiteConnection]:
+        name = f"tc_savepoint_{state.depth}"
+        self._run(state, f"SAVEPOINT {name}")
+        state.depth += 1
+        try:
+            yield self
+        except BaseException:
+            if state.doomed is None and state.conn is not None and state.conn.in_transaction:
+                try:
+                    self._run(state, f"ROLLBACK TO {name}")
+                    self._run(state, f"RELEASE {name}")
+                except Exception:  # keep the caller's exception, which is the one that matters
+                    LOG.exception("%s: rolling back to savepoint %s failed", self._label, name)
+            raise
+        else:
+            self._run(state, f"RELEASE {name}")
+        finally:
+            state.depth -= 1
+
+    def _rollback(self, state: _ThreadState) -> None:
+        conn = state.conn
+        # Some errors (SQLITE_FULL, ON CONFLICT ROLLBACK) end the transaction
+        # themselves; a second ROLLBACK would then fail.
+        if conn is not None and not self._closed and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:  # the exception being handled is the one that matters
+                LOG.exception("%s: rollback failed", self._label)
+
+    def _run(self, state: _ThreadState, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        cur = state.cur if state.cur is not None else self._open_thread(state)
+        try:
+            return cur.execute(sql, params)
+        except sqlite3.Error as exc:
+            self._raise(exc)
+            raise  # unreachable: _raise always raises
+
+    # ------------------------------------------------------------------ CRUD
+
+    def create(self, table: str, values: Mapping[str, Any]) -> int:
+        # The hot path: one thread-local read, one dict lookup for the prepared
+        # INSERT, one for callbacks. Validation happens once per (table, columns).
+        state = self._state
+        if state.depth == 0 or state.doomed is not None:
+            return self._create_outside(table, values)
+        if type(values) is not dict or type(table) is not str:
+            if type(table) is not str:
+                self._columns(table)  # raises SchemaError
+            values = values_mapping(values, f"create() values for {table!r}")
+        hooks = self._create_hooks.get(table)
+        if hooks is not None:
+            return self._create_hooked(state, table, values, hooks)
+        names = tuple(values)
+        sql = self._inserts.get((table, names))
+        if sql is None:
+            sql = self._inserts[table, names] = self._insert_sql(table, names)
+        try:
+            return state.cur.execute(sql, tuple(values.values())).lastrowid  # type: ignore[union-attr,return-value]
+        except sqlite3.Error as exc:
+            self._raise(exc, names)
+            raise
+
+    def _create_outside(self, table: str, values: Mapping[str, Any]) -> int:
+        state = self._state
+        if state.doomed is not None:
+            raise self._doomed_error(state) from state.doomed
+        with self.session():
+            return self.create(table, values)
+
+    def _create_hooked(self, state: _ThreadState, table: str, values: dict[str, Any], hooks: tuple) -> int:
+        before, after = hooks
+        row = dict(values)
+        if before:
+            self._fire(before, CrudEvent("before_create", table, row, None, None, self))
+        names = tuple(row)
+        sql = self._inserts.get((table, names))
+        if sql is None:
+            sql = self._inserts[table, names] = self._insert_sql(table, names)
+        try:
+            row_id = state.cur.execute(sql, tuple(row.values())).lastrowid  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            self._raise(exc, names)
+            raise
+        if after:
+            self._fire(after, CrudEvent("after_create", table, row, None, row_id, self))
+        return row_id  # type: ignore[return-value]
+
+    def create_many(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Insert rows that all have the same columns; all of them or none.
+
+        Without callbacks on the table the rows go to ``executemany`` in one
+        statement; with callbacks each row is created (and fires them) in turn.
+        Returns the number of rows; use ``create`` when you need the ids.
+        """
+        batch = rows if type(rows) is list else list(iter_rows(rows))
+        columns = self._columns(table)
+        if not batch:
+            return 0
+        with self.session():  # its own transaction, or a savepoint in the caller's session
+            state = self._state
+            if self._create_hooks.get(table) is not None:
+                for row in batch:
+                    self.create(table, row)
+                return len(batch)
+            first = batch[0]
+            names = tuple(values_mapping(first, f"create_many() row 0 for {table!r}"))
+            prepared = self._inserts_many.get((table, names))
+            if prepared is None:
+                prepared = self._inserts_many[table, names] = self._prepare_many(table, names)
+            sql, getter = prepared
+            try:
+                # Same length and every name present means the same columns;
+                # both checks run in C over the whole batch.
+                same = len(set(map(len, batch))) == 1
+                params = list(map(getter, batch)) if same else None
+            except (KeyError, TypeError, AttributeError):
+                params = None
+            if params is None:
+                self._row_mismatch(table, batch, names, columns)
+            try:
+                state.cur.executemany(sql, params)  # type: ignore[union-attr,arg-type]
+            except sqlite3.Error as exc:
+                self._raise(exc, names)
+                raise
+        return len(batch)
+
+    def _prepare_many(self, table: str, names: tuple[str, ...]) -> tuple[str, Callable[[Any], tuple]]:
+        sql = self._insert_sql(table, names)
+        if len(names) > 1:
+            return sql, itemgetter(*names)
+        if names:
+            name = names[0]
+            return sql, lambda row: (row[name],)
+        return sql, lambda row: ()
+
+    def _row_mismatch(self, table: str, batch: list, names: tuple[str, ...], columns: tuple[str, ...]) -> None:
+        for number, row in enumerate(batch):
+            row = values_mapping(row, f"create_many() row {number} for {table!r}")
+            for name in row:
+                self._column(table, columns, name)
+            if set(row) != set(names):
+                raise ValueError(
+                    f"create_many() row {number} for {table!r} has the columns {sorted(row)}, "
+                    f"row 0 has {sorted(names)}: every row needs the same columns"
+                )
+        raise AssertionError("unreachable: a row mismatch was detected but not found")
+
+    def read(
+        self,
+        table: str,
+        where: Mapping[str, Any] | None = None,
+        order_by: str | Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Row]:
+        """Rows as dicts. ``where`` maps a column to a value, None (IS NULL) or
+        ``(op, value)`` with op one of ``= != < <= > >= in like``; ``order_by``
+        is ``"col"``, ``"-col"`` (descending) or a list; ``limit`` an int >= 0."""
+        sql, params = self._select_sql(table, where, order_by, limit)
+        return self._query(sql, params)
+
+    def get(self, table: str, id: int) -> Row | None:
+        """The row whose rowid (its INTEGER PRIMARY KEY, if it has one) is ``id``."""
+        self._columns(table)
+        if isinstance(id, bool) or not isinstance(id, int):
+            raise TypeError(f"get() id must be an int, not {type(id).__name__}")
+        rows = self._query(f"SELECT * FROM {quote(table)} WHERE rowid = ?", [id])
+        return rows[0] if rows else None
+
+    def _query(self, sql: str, params: list[Any]) -> list[Row]:
+        state = self._state
+        cur = state.cur if state.cur is not None else self._open_thread(state)
+        # A read outside a session is one statement in autocommit mode: SQLite
+        # gives it a consistent snapshot without an explicit transaction.
+        with self._gate:
+            try:
+                cur.execute(sql, params)
+                rows = cur.fetchall()
+            except sqlite3.Error as exc:
+                self._raise(exc)
+                raise
+            names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in rows]
+
+    def update(self, table: str, where: Mapping[str, Any], values: Mapping[str, Any]) -> int:
+        """Set ``values`` on the rows matching ``where`` (never empty: see wipe)."""
+        values = values_mapping(values, f"update() values for {table!r}")
+        if not values:
+            raise ValueError(f"update() on {table!r} needs at least one column to set")
+        # Build (and so validate) the statement before taking the write lock.
+        sql, params = self._update_sql(table, where, values)
+        state = self._state
+        if state.depth == 0:
+            with self.session():
+                return self._update(state, table, where, values, sql, params)
+        return self._update(state, table, where, values, sql, params)
+
+    def _update(self, state: _ThreadState, table: str, where: Mapping[str, Any], values: dict[str, Any],
+                sql: str, params: list[Any]) -> int:
+        if state.doomed is not None:
+            raise self._doomed_error(state) from state.doomed
+        hooks = self._update_hooks.get(table)
+        if hooks is not None and hooks[0]:
+            values, where = dict(values), dict(where)
+            self._fire(hooks[0], CrudEvent("before_update", table, values, where, None, self))
+            sql, params = self._update_sql(table, where, values)  # the callbacks may have changed them
+        changed = self._run(state, sql, params).rowcount
+        if hooks is not None and hooks[1]:
+            self._fire(hooks[1], CrudEvent("after_update", table, dict(values), dict(where), changed, self))
+        return changed
+
+    def delete(self, table: str, where: Mapping[str, Any]) -> int:
+        """Delete the rows matching ``where`` (never empty: see wipe)."""
+        sql, params = self._delete_sql(table, where)
+        state = self._state
+        if state.depth == 0:
+            with self.session():
+                return self._delete(state, table, where, sql, params)
+        return self._delete(state, table, where, sql, params)
+
+    def _delete(self, state: _ThreadState, table: str, where: Mapping[str, Any], sql: str, params: list[Any]) -> int:
+        if state.doomed is not None:
+            raise self._doomed_error(state) from state.doomed
+        hooks = self._delete_hooks.get(table)
+        if hooks is not None and hooks[0]:
+            where = dict(where)
+            self._fire(hooks[0], CrudEvent("before_delete", table, None, where, None, self))
+            sql, params = self._delete_sql(table, where)
+        deleted = self._run(state, sql, params).rowcount
+        if hooks is not None and hooks[1]:
+            self._fire(hooks[1], CrudEvent("after_delete", table, None, dict(where), deleted, self))
+        return deleted
+
+    # ------------------------------------------------------------------ schema
+
+    def _load_schema(self) -> dict[str, tuple[str, ...]]:
+        rows = self._query(
+            "SELECT m.name AS table_name, p.name AS column_name FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p"
+            " WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+            " AND m.name != ? ORDER BY m.name, p.cid",
+            [BOOKKEEPING_TABLE],
+        )
+        schema: dict[str, list[str]] = {}
+        for row in rows:
+            table, column = row.values()
+            schema.setdefault(table, []).append(column)
+        return {table: tuple(columns) for table, columns in schema.items()}
+
+    def _tables(self) -> set[str]:
+        """Tables that hold user rows: not SQLite's own, not bookkeeping, not FTS shadows."""
+        if sqlite3.sqlite_version_info >= (3, 37):  # pragma_table_list knows shadow tables
+            rows = self._query(
+                "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type IN ('table', 'virtual')", []
+            )
+        else:
+            rows = self._query("SELECT name FROM sqlite_master WHERE type = 'table'", [])
+        return {
+            row["name"]
+            for row in rows
+            if not row["name"].startswith("sqlite_") and row["name"] != BOOKKEEPING_TABLE
+        }
+
+    # ------------------------------------------------------------------ migrations
+
+    def _applied(self) -> dict[tuple[str, str], Applied]:
+        exists = self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [BOOKKEEPING_TABLE])
+        if not exists:
+            return {}
+        rows = self._query(f"SELECT namespace, id, checksum, applied_at, tables FROM {BOOKKEEPING_TABLE}", [])
+        return {
+            (r["namespace"], r["id"]): Applied(
+                r["namespace"], r["id"], r["checksum"], r["applied_at"], tuple(json.loads(r["tables"]))
+            )
+            for r in rows
+        }
+
+    def migration_status(
+        self,
+        migrations: Iterable[Migration] | str | PathLike[str] | None = None,
+        namespace: str | None = None,
+    ) -> list[MigrationStatus]:
+        """Plain records of each migration's state; without migrations, what is recorded."""
+        applied = self._applied()
+        if migrations is None:
+            return [
+                MigrationStatus(a.namespace, a.id, "applied", None, a.checksum, a.applied_at)
+                for key, a in sorted(applied.items())
+                if namespace is None or a.namespace == namespace
+            ]
+        return status(collect(migrations, namespace), applied)
+
+    def upgrade(
+        self,
+        migrations: Iterable[Migration] | str | PathLike[str],
+        namespace: str | None = None,
+    ) -> list[str]:
+        """Apply pending migrations in order, each in its own transaction.
+
+        Drift (an applied migration whose SQL changed) anywhere in the set
+        stops everything before anything is applied. A migration that fails
+        is rolled back whole and raises MigrationError, its cause being the
+        SQLite error. Returns the ids this call applied.
+        """
+        ordered = collect(migrations, namespace)
+        state = self._state
+        if state.depth:
+            raise MigrationError(
+                f"upgrade() of {self._label} inside a session: each migration runs in its own "
+                f"transaction, so call it outside any session",
+                path=self._label,
+            )
+        drifted = [s for s in status(ordered, self._applied()) if s.state == "drifted"]
+        if drifted:
+            raise self._drift_error(drifted, ordered)
+        with self.session():
+            self._run(state, BOOKKEEPING_DDL)
+        done = []
+        try:
+            for migration in ordered:
+                if self._apply(state, migration):
+                    done.append(migration.id)
+        finally:
+            self._forget_schema()
+        return done
+
+    def _drift_error(self, drifted: list[MigrationStatus], ordered: list[Migration]) -> MigrationError:
+        by_key = {(m.namespace, m.id): m for m in ordered}
+        names = ", ".join(by_key[s.namespace, s.id].name for s in drifted)
+        first = by_key[drifted[0].namespace, drifted[0].id]
+        return MigrationError(
+            f"applied migration{'s' if len(drifted) > 1 else ''} {names} changed since "
+            f"{'they were' if len(drifted) > 1 else 'it was'} applied to {self._label} (checksum differs); "
+            f"nothing was applied. Restore the applied SQL and put changes in a new migration",
+            path=first.path or self._label,
+        )
+
+    def _apply(self, state: _ThreadState, migration: Migration) -> bool:
+        statements = split_statements(migration)
+        with self.session():
+            # Holding the write lock, look again: another process may have
+            # applied this migration while this one waited for the lock.
+            record = self._run(
+                state,
+                f"SELECT checksum FROM {BOOKKEEPING_TABLE} WHERE namespace = ? AND id = ?",
+                [migration.namespace, migration.id],
+            ).fetchone()
+            if record is not None:
+                if record[0] != migration.checksum:
+                    raise self._drift_error(
+                        [MigrationStatus(migration.namespace, migration.id, "drifted", None, record[0], None)],
+                        [migration],
+                    )
+                return False
+            before = self._tables()
+            for number, statement in enumerate(statements, 1):
+                try:
+                    state.cur.execute(statement)  # type: ignore[union-attr]
+                except sqlite3.Error as exc:
+                    raise MigrationError(
+                        f"migration {migration.name} failed at statement {number} of {len(statements)} "
+                        f"on {self._label}: {exc}; nothing of it was applied\n  {_first_line(statement)}",
+                        path=migration.path or self._label,
+                    ) from exc
+                if not state.conn.in_transaction:  # type: ignore[union-attr]
+                    raise MigrationError(
+                        f"migration {migration.name} ended the transaction at statement {number}",
+                        path=migration.path or self._label,
+                    )
+            created = sorted(self._tables() - before)
+            self._run(
+                state,
+                f"INSERT INTO {BOOKKEEPING_TABLE} (namespace, id, checksum, applied_at, tables)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    migration.namespace,
+                    migration.id,
+                    migration.checksum,
+                    datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+                    json.dumps(created),
+                ],
+            )
+        LOG.info("%s: applied migration %s", self._label, migration.name)
+        return True
+
+    # ------------------------------------------------------------------ wipe, backup
+
+    def wipe(self, namespace: str | None = None) -> dict[str, int]:
+        """Delete every row of the tables ``namespace``'s migrations created, or
+        of all tables; the schema and the migration records stay. Callbacks do
+        not fire. Returns the rows deleted per table."""
+        if namespace is None:
+            tables = sorted(self._tables())
+        else:
+            if type(namespace) is not str:
+                raise TypeError(f"wipe() namespace must be a str, not {type(namespace).__name__}")
+            records = [a for a in self._applied().values() if a.namespace == namespace]
+            if not records:
+                known = sorted({a.namespace for a in self._applied().values()})
+                raise MigrationError(
+                    f"no migrations of namespace {namespace!r} are recorded in {self._label}; "
+                    f"namespaces: {', '.join(known) or '(none)'}",
+                    path=self._label,
+                )
+            existing = self._tables()
+            tables = sorted({t for a in records for t in a.tables} & existing)
+        state = self._state
+        counts = {}
+        with self.session():
+            # Rows referencing each other across the wiped tables are all gone
+            # by COMMIT; deferring the check makes the deletion order irrelevant.
+            self._run(state, "PRAGMA defer_foreign_keys = ON")
+            for table in tables:
+                counts[table] = self._run(state, f"DELETE FROM {quote(table)}").rowcount
+        LOG.info("%s: wiped %s", self._label, ", ".join(tables) or "nothing")
+        return counts
+
+    def backup(self, path: str | PathLike[str]) -> Path:
+        """Copy the database to ``path`` with SQLite's online backup API.
+
+        The copy is one consistent snapshot of committed data, taken while
+        other connections keep writing (WAL readers do not block writers). It
+        replaces whatever database ``path`` held and is left in rollback
+        journal mode, a single self-contained file.
+        """
+        if not isinstance(path, (str, PathLike)):
+            raise TypeError(f"backup() path must be a str or path, not {type(path).__name__}")
+        target = Path(fspath(path))
+        if self._closed:
+            raise self._closed_error()
+        if self.path is not None and (
+            target.resolve() == self.path.resolve() or (target.exists() and os.path.samefile(target, self.path))
+        ):
+            raise DatabaseError(f"refusing to back up {self._label} onto itself", path=self._label)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(
+                f"cannot create the folder {target.parent} for the backup {target}: {exc.strerror or exc}",
+                path=str(target),
+            ) from exc
+        try:
+            destination = sqlite3.connect(target, timeout=self.timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot open the backup file {target}: {exc}", path=str(target)) from exc
+        try:
+            if self._shared is not None:
+                with self._gate:
+                    self._shared.backup(destination)
+            else:
+                # A connection of its own reads committed data only, whatever
+                # session the calling thread may have open. pages=-1 (the
+                # default) copies in one step: one read snapshot throughout.
+                source = self._open()
+                try:
+                    source.backup(destination)
+                finally:
+                    source.close()
+            destination.execute("PRAGMA journal_mode = DELETE")
+        except sqlite3.Error as exc:
+            code = _code(exc)
+            if code in (_NOTADB, _CORRUPT, _READONLY, _CANTOPEN, _IOERR):
+                raise DatabaseError(f"cannot write the backup {target}: {exc}", path=str(target)) from exc
+            self._raise(exc)
+        finally:
+            destination.close()
+        LOG.info("%s: backed up to %s", self._label, target)
+        return target
+
+
+def _code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def _first_line(statement: str) -> str:
+    line = statement.strip().splitlines()[0] if statement.strip() else ""
+    return line if len(line) <= 120 else line[:117] + "..."
+
+
+# Connections alive in this process, so a forked child can drop the parent's
+# sqlite3 handles (see SQLiteConnection._after_fork); and the handles dropped,
+# kept referenced so they are never closed or collected in the child.
+_LIVE: weakref.WeakSet[SQLiteConnection] = weakref.WeakSet()
+_INHERITED: list[sqlite3.Connection] = []
+
+
+def _reset_after_fork() -> None:
+    for connection in list(_LIVE):
+        connection._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
