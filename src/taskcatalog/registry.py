@@ -458,8 +458,15 @@ class Snapshot:
                     name, customer))
         for _, problems in self.failures.values():
             found.extend(problems)
+        # A file in two folders also fails to load; the tree already said why.
+        found = [p for p in found if p.kind != "import" or not self._duplicated(p)]
         unique = {(p.path, p.line, p.kind, p.message): p for p in found}
         return sorted(unique.values(), key=lambda p: (p.path, p.line or 0, p.kind, p.message))
+
+
+    def _duplicated(self, problem: Problem) -> bool:
+        key = problem.interface if problem.customer is None else (problem.customer, problem.interface)
+        return key in self.tree.duplicates
 
 
 def _same_file(loaded: LoadedInterface | LoadedPlugins | Broken | None, source: SourceFile) -> bool:
