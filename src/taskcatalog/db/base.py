@@ -252,7 +252,7 @@ class Connection(abc.ABC):
         """
         columns = self._schema.get(table) if type(table) is str else None
         if columns is None:
-            _check_name("table", table)
+            _check_name("a table name", table)
             columns = self._refresh_schema().get(table)
             if columns is None:
                 raise SchemaError(
@@ -266,7 +266,7 @@ class Connection(abc.ABC):
         """``name`` if it is a column of ``table`` (re-reading the schema once)."""
         if name in columns and type(name) is str:
             return name
-        _check_name(f"column of {table!r}", name)
+        _check_name(f"a column name for table {table!r}", name)
         columns = self._refresh_schema().get(table, ())
         if name in columns:
             return name  # type: ignore[return-value]
@@ -397,14 +397,14 @@ class Connection(abc.ABC):
         )
 
 
-def _check_name(kind: str, name: object) -> None:
+def _check_name(what: str, name: object) -> None:
     """SchemaError for a name that cannot be a SQL name at all (type, empty, NUL)."""
     if type(name) is not str:
-        raise SchemaError(f"a {kind} name must be a str, not {type(name).__name__} ({name!r})")
+        raise SchemaError(f"{what} must be a str, not {type(name).__name__}: {name!r}")
     if not name:
-        raise SchemaError(f"a {kind} name must not be empty")
+        raise SchemaError(f"{what} must not be empty")
     if "\x00" in name:
-        raise SchemaError(f"a {kind} name must not contain NUL characters: {name!r}")
+        raise SchemaError(f"{what} must not contain NUL characters: {name!r}")
 
 
 def values_mapping(values: object, what: str) -> dict[str, Any]:

@@ -102,7 +102,7 @@ def _target(url: str | PathLike[str]) -> Path | None:
         raise TypeError(f"a database URL or path must be a str or path, not {type(url).__name__}")
     if url == MEMORY:
         return None
-    if url.startswith("sqlite:"):
+    if url[:7].lower() == "sqlite:":  # URL schemes are case-insensitive
         # sqlite:///relative/path, sqlite:////absolute/path, sqlite:///:memory:
         # (the convention of SQLAlchemy and most URL parsers).
         rest = url[len("sqlite:"):]
@@ -499,17 +499,21 @@ class SQLiteConnection(Connection):
             if prepared is None:
                 prepared = self._inserts_many[table, names] = self._prepare_many(table, names)
             sql, getter = prepared
+            # Equal lengths plus every name present (the getter raises
+            # KeyError otherwise) mean every row has the same columns. Both
+            # run in C; a bad row stops executemany inside this transaction
+            # or savepoint, so its rollback leaves no row behind.
             try:
-                # Same length and every name present means the same columns;
-                # both checks run in C over the whole batch.
                 same = len(set(map(len, batch))) == 1
-                params = list(map(getter, batch)) if same else None
-            except (KeyError, TypeError, AttributeError):
-                params = None
-            if params is None:
+            except TypeError:
+                same = False
+            if not same:
                 self._row_mismatch(table, batch, names, columns)
             try:
-                state.cur.executemany(sql, params)  # type: ignore[union-attr,arg-type]
+                state.cur.executemany(sql, map(getter, batch))  # type: ignore[union-attr]
+            except (KeyError, TypeError, AttributeError):
+                self._row_mismatch(table, batch, names, columns)
+                raise
             except sqlite3.Error as exc:
                 self._raise(exc, names)
                 raise
@@ -525,6 +529,7 @@ class SQLiteConnection(Connection):
         return sql, lambda row: ()
 
     def _row_mismatch(self, table: str, batch: list, names: tuple[str, ...], columns: tuple[str, ...]) -> None:
+        """Raise the error naming the first row whose columns differ from row 0's."""
         for number, row in enumerate(batch):
             row = values_mapping(row, f"create_many() row {number} for {table!r}")
             for name in row:
@@ -534,7 +539,6 @@ class SQLiteConnection(Connection):
                     f"create_many() row {number} for {table!r} has the columns {sorted(row)}, "
                     f"row 0 has {sorted(names)}: every row needs the same columns"
                 )
-        raise AssertionError("unreachable: a row mismatch was detected but not found")
 
     def read(
         self,

@@ -1,0 +1,188 @@
+"""backup() while another process writes, and wipe() of a namespace or of everything."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+from contextlib import closing
+
+import pytest
+
+from taskcatalog.db import DatabaseError, Migration, MigrationError, connect
+
+SHOP = [
+    Migration("shop", "0001_orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, sku TEXT)"),
+    Migration(
+        "shop",
+        "0002_lines",
+        "CREATE TABLE lines (id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL REFERENCES orders(id), qty INTEGER)",
+    ),
+]
+ACME = [Migration("acme", "0001_notes", "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")]
+
+
+@pytest.fixture
+def db(tmp_path):
+    with connect(tmp_path / "main.sqlite3") as db:
+        db.upgrade(SHOP)
+        db.upgrade(ACME)
+        yield db
+
+
+def fill(db):
+    order = db.create("orders", {"sku": "a"})
+    db.create_many("lines", [{"order_id": order, "qty": q} for q in range(3)])
+    db.create("notes", {"body": "keep me?"})
+
+
+def count(db, table):
+    return len(db.read(table))
+
+
+# ---------------------------------------------------------------- wipe
+
+
+def test_wipe_everything_keeps_the_schema_and_the_migration_records(db):
+    fill(db)
+    assert db.wipe() == {"lines": 3, "notes": 1, "orders": 1}
+    assert [count(db, t) for t in ("orders", "lines", "notes")] == [0, 0, 0]
+    assert [s.state for s in db.migration_status(SHOP + ACME)] == ["applied"] * 3
+    assert db.upgrade(SHOP) == []
+    fill(db)  # the tables still work
+    assert count(db, "lines") == 3
+
+
+def test_wipe_a_namespace_deletes_only_its_tables(db):
+    fill(db)
+    assert db.wipe("shop") == {"lines": 3, "orders": 1}
+    assert [count(db, t) for t in ("orders", "lines", "notes")] == [0, 0, 1]
+    assert db.wipe("acme") == {"notes": 1}
+    assert count(db, "notes") == 0
+
+
+def test_wipe_follows_tables_a_namespace_created_later_and_forgets_dropped_ones(db):
+    db.upgrade([
+        Migration("acme", "0002_tags", "CREATE TABLE tags (name TEXT)"),
+        Migration("acme", "0003_drop_notes", "DROP TABLE notes"),
+    ])
+    db.create("tags", {"name": "t"})
+    assert db.wipe("acme") == {"tags": 1}
+
+
+def test_wipe_of_an_unknown_namespace_is_refused(db):
+    with pytest.raises(MigrationError, match=r"no migrations of namespace 'shoop' are recorded in .*; namespaces: acme, shop"):
+        db.wipe("shoop")
+    with pytest.raises(TypeError, match=r"wipe\(\) namespace must be a str, not int"):
+        db.wipe(1)
+
+
+def test_wipe_in_a_session_is_rolled_back_with_it(db):
+    fill(db)
+    with pytest.raises(RuntimeError):
+        with db.session():
+            db.wipe()
+            assert count(db, "orders") == 0
+            raise RuntimeError
+    assert count(db, "orders") == 1
+
+
+# ---------------------------------------------------------------- backup
+
+
+def integrity(path):
+    with closing(sqlite3.connect(path)) as raw:
+        return raw.execute("PRAGMA integrity_check").fetchone()[0], raw.execute("SELECT count(*) FROM orders").fetchone()[0]
+
+
+def test_backup_copies_the_data_into_one_self_contained_file(db, tmp_path):
+    fill(db)
+    target = db.backup(tmp_path / "copies" / "nested" / "copy.sqlite3")
+    assert target == tmp_path / "copies" / "nested" / "copy.sqlite3"
+    assert integrity(target) == ("ok", 1)
+    assert not os.path.exists(f"{target}-wal")
+    with closing(sqlite3.connect(target)) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    with connect(target) as copy:  # a backup is an ordinary database again
+        assert copy.read("notes") == [{"id": 1, "body": "keep me?"}]
+        assert [s.state for s in copy.migration_status(SHOP)] == ["applied", "applied"]
+
+
+def test_backup_replaces_an_older_backup(db, tmp_path):
+    target = tmp_path / "copy.sqlite3"
+    db.backup(target)
+    fill(db)
+    db.backup(str(target))
+    assert integrity(target) == ("ok", 1)
+
+
+def test_backup_sees_committed_data_only(db, tmp_path):
+    with db.session():
+        db.create("orders", {"sku": "uncommitted"})
+        db.backup(tmp_path / "copy.sqlite3")
+    assert integrity(tmp_path / "copy.sqlite3") == ("ok", 0)
+
+
+def test_backup_of_a_memory_database(tmp_path):
+    with connect(":memory:") as db:
+        db.upgrade(SHOP)
+        db.create("orders", {"sku": "m"})
+        db.backup(tmp_path / "from-memory.sqlite3")
+    assert integrity(tmp_path / "from-memory.sqlite3") == ("ok", 1)
+
+
+def test_backup_refuses_to_overwrite_its_own_database(db, tmp_path):
+    for spelling in (tmp_path / "main.sqlite3", tmp_path / "x" / ".." / "main.sqlite3", str(tmp_path / "main.sqlite3")):
+        with pytest.raises(DatabaseError, match=r"refusing to back up .*main.sqlite3 onto itself"):
+            db.backup(spelling)
+    os.link(tmp_path / "main.sqlite3", tmp_path / "hardlink.sqlite3")
+    with pytest.raises(DatabaseError, match="onto itself"):
+        db.backup(tmp_path / "hardlink.sqlite3")
+    assert count(db, "orders") == 0
+
+
+def test_backup_onto_a_file_that_is_not_a_database_is_refused(db, tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(os.urandom(4096))
+    with pytest.raises(DatabaseError, match=r"cannot write the backup .*junk.bin: file is not a database"):
+        db.backup(junk)
+    with pytest.raises(TypeError, match=r"backup\(\) path must be a str or path, not int"):
+        db.backup(3)
+
+
+def keep_writing(path, started, stop):
+    """Run in a spawned process: commit small sessions until told to stop."""
+    with connect(path) as db:
+        n = 0
+        while not stop.is_set():
+            with db.session():
+                order = db.create("orders", {"sku": f"o{n}"})
+                db.create_many("lines", [{"order_id": order, "qty": q} for q in range(5)])
+            n += 1
+            if n == 10:
+                started.set()
+
+
+def test_backups_taken_while_another_process_writes_are_consistent(db, tmp_path):
+    context = multiprocessing.get_context("spawn")
+    started, stop = context.Event(), context.Event()
+    writer = context.Process(target=keep_writing, args=(str(tmp_path / "main.sqlite3"), started, stop))
+    writer.start()
+    try:
+        assert started.wait(timeout=60), "the writer never got going"
+        seen = []
+        for i in range(5):
+            copy = db.backup(tmp_path / f"copy-{i}.sqlite3")
+            status, orders = integrity(copy)
+            assert status == "ok"
+            with closing(sqlite3.connect(copy)) as raw:
+                # Every order arrived with its five lines: no copy holds half a session.
+                assert raw.execute("SELECT count(*) FROM lines").fetchone()[0] == 5 * orders
+                assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
+            seen.append(orders)
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    assert writer.exitcode == 0
+    assert seen == sorted(seen) and seen[0] >= 10
+    assert count(db, "orders") >= seen[-1]

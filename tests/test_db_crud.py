@@ -1,0 +1,248 @@
+"""create / create_many / get / read / update / delete round trips, hostile input included."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from types import MappingProxyType
+
+import pytest
+
+from taskcatalog.db import Migration, SchemaError, connect
+
+ORDERS = Migration(
+    "shop",
+    "0001_orders",
+    "CREATE TABLE orders (id INTEGER PRIMARY KEY, sku TEXT UNIQUE, qty INTEGER, note TEXT, data BLOB)",
+)
+
+
+@pytest.fixture
+def db(tmp_path):
+    with connect(tmp_path / "crud.sqlite3") as db:
+        db.upgrade([ORDERS])
+        yield db
+
+
+HOSTILE_VALUES = [
+    "it's",
+    'say "hi"',
+    "'); DROP TABLE orders; --",
+    "a;b;c",
+    "nul\x00inside",
+    "ünïcødé ✓ 中文 🚀",
+    "x" * 1_000_000,
+    "",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE_VALUES, ids=lambda v: repr(v[:20]))
+def test_hostile_text_round_trips_exactly(db, text):
+    row_id = db.create("orders", {"sku": text, "note": text})
+    assert db.get("orders", row_id) == {"id": row_id, "sku": text, "qty": None, "note": text, "data": None}
+    assert db.read("orders", where={"note": text}) == [db.get("orders", row_id)]
+    assert [r["id"] for r in db.read("orders")] == [row_id]  # the table is still there
+
+
+@pytest.mark.parametrize("value", [b"", b"\x00\xff\x00", bytes(range(256)) * 100, 2**62, -1, 3.5, None])
+def test_other_values_round_trip(db, value):
+    row_id = db.create("orders", {"data": value})
+    assert db.get("orders", row_id)["data"] == value
+
+
+def test_create_returns_the_rowid_and_get_finds_it(db):
+    first = db.create("orders", {"sku": "A-1", "qty": 2})
+    second = db.create("orders", {"qty": 5, "sku": "B-2"})  # column order does not matter
+    assert second == first + 1
+    assert db.get("orders", second) == {"id": second, "sku": "B-2", "qty": 5, "note": None, "data": None}
+    assert db.get("orders", 999) is None
+
+
+def test_create_with_no_values_uses_the_defaults(db):
+    row_id = db.create("orders", {})
+    assert db.get("orders", row_id) == {"id": row_id, "sku": None, "qty": None, "note": None, "data": None}
+
+
+def test_create_accepts_any_mapping(db):
+    row_id = db.create("orders", MappingProxyType({"sku": "M-1"}))
+    assert db.get("orders", row_id)["sku"] == "M-1"
+
+
+def test_create_many_inserts_every_row_and_returns_the_count(db):
+    rows = [{"sku": f"S-{i}", "qty": i} for i in range(500)]
+    assert db.create_many("orders", rows) == 500
+    assert db.create_many("orders", ({"sku": f"G-{i}"} for i in range(3))) == 3  # any iterable
+    assert db.create_many("orders", []) == 0
+    assert [r["qty"] for r in db.read("orders", where={"sku": ("like", "S-%")}, order_by="id")] == list(range(500))
+
+
+def test_create_many_with_rows_of_different_columns_inserts_nothing(db):
+    rows = [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}, {"sku": "c", "note": "x"}]
+    with pytest.raises(ValueError, match=r"row 2 for 'orders' has the columns \['note', 'sku'\].*same columns"):
+        db.create_many("orders", rows)
+    rows = [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2, "note": "extra"}]
+    with pytest.raises(ValueError, match=r"row 1 for 'orders' has the columns"):
+        db.create_many("orders", rows)
+    assert db.read("orders") == []
+
+
+def test_create_many_with_an_unknown_column_in_a_later_row_is_a_schema_error(db):
+    rows = [{"sku": "a"}, {"skew": "b"}]
+    with pytest.raises(SchemaError, match=r"no column 'skew' in table 'orders'.*columns: 'id', 'sku'"):
+        db.create_many("orders", rows)
+    assert db.read("orders") == []
+
+
+def test_create_many_rejects_rows_that_are_not_mappings(db):
+    with pytest.raises(TypeError, match=r"create_many\(\) row 1 for 'orders' must be a mapping.*not tuple"):
+        db.create_many("orders", [{"sku": "a", "qty": 1}, ("b", 2)])
+    with pytest.raises(TypeError, match="rows must be an iterable of mappings, not dict"):
+        db.create_many("orders", {"sku": "a"})
+    with pytest.raises(TypeError, match="rows must be an iterable of mappings, not str"):
+        db.create_many("orders", "rows")
+    assert db.read("orders") == []
+
+
+def test_create_many_is_all_or_nothing_on_a_constraint_error(db):
+    db.create("orders", {"sku": "dup"})
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed: orders.sku"):
+        db.create_many("orders", [{"sku": "new-1"}, {"sku": "dup"}, {"sku": "new-2"}])
+    assert [r["sku"] for r in db.read("orders")] == ["dup"]
+
+
+def test_update_and_delete_return_the_rows_they_touched(db):
+    db.create_many("orders", [{"sku": f"S-{i}", "qty": i % 3} for i in range(9)])
+    assert db.update("orders", {"qty": 0}, {"note": "zero"}) == 3
+    assert db.update("orders", {"qty": 99}, {"note": "none"}) == 0
+    assert sorted(r["sku"] for r in db.read("orders", where={"note": "zero"})) == ["S-0", "S-3", "S-6"]
+    assert db.delete("orders", {"qty": ("in", [1, 2])}) == 6
+    assert db.delete("orders", {"qty": ("in", [1, 2])}) == 0
+    assert len(db.read("orders")) == 3
+
+
+@pytest.mark.parametrize("where", [{}, MappingProxyType({})])
+def test_update_and_delete_refuse_an_empty_where(db, where):
+    db.create("orders", {"sku": "keep"})
+    with pytest.raises(ValueError, match=r"update\(\) on 'orders' with an empty where would touch every row.*wipe\(\)"):
+        db.update("orders", where, {"qty": 1})
+    with pytest.raises(ValueError, match=r"delete\(\) on 'orders' with an empty where would touch every row.*wipe\(\)"):
+        db.delete("orders", where)
+    assert db.read("orders", where={"sku": "keep"})[0]["qty"] is None
+
+
+def test_update_needs_values(db):
+    with pytest.raises(ValueError, match=r"update\(\) on 'orders' needs at least one column to set"):
+        db.update("orders", {"id": 1}, {})
+
+
+HOSTILE_NAMES = [
+    ("orders; DROP TABLE x", r"no table 'orders; DROP TABLE x' in .*; tables: 'orders'"),
+    ('a"b', r"""no table 'a"b' in .*; tables: 'orders'"""),
+    ("ORDERS", r"no table 'ORDERS'"),
+    ("", r"a table name must not be empty"),
+    ("or\x00ders", r"a table name must not contain NUL characters"),
+    (42, r"a table name must be a str, not int: 42"),
+    (None, r"a table name must be a str, not NoneType"),
+    (["orders"], r"a table name must be a str, not list"),
+    ("taskcatalog_migrations", r"no table 'taskcatalog_migrations'"),
+]
+
+
+@pytest.mark.parametrize(("table", "message"), HOSTILE_NAMES)
+def test_hostile_table_names_are_schema_errors(db, table, message):
+    calls = [
+        lambda: db.create(table, {"sku": "x"}),
+        lambda: db.create_many(table, [{"sku": "x"}]),
+        lambda: db.read(table),
+        lambda: db.get(table, 1),
+        lambda: db.update(table, {"id": 1}, {"qty": 1}),
+        lambda: db.delete(table, {"id": 1}),
+    ]
+    for call in calls:
+        with pytest.raises(SchemaError, match=message):
+            call()
+    with db.session():
+        with pytest.raises(SchemaError, match=message):
+            db.create(table, {"sku": "x"})
+    with closing(sqlite3.connect(db.path)) as raw:
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"orders", "taskcatalog_migrations"}
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ("sku; DROP TABLE orders", r"no column 'sku; DROP TABLE orders' in table 'orders' of .*; columns: 'id', 'sku', 'qty', 'note', 'data'"),
+        ('sku"', r"""no column 'sku"' in table 'orders'"""),
+        ("", r"a column name for table 'orders' must not be empty"),
+        (7, r"a column name for table 'orders' must be a str, not int: 7"),
+    ],
+)
+def test_hostile_column_names_are_schema_errors(db, column, message):
+    with pytest.raises(SchemaError, match=message):
+        db.create("orders", {column: "x"})
+    with pytest.raises(SchemaError, match=message):
+        db.update("orders", {"id": 1}, {column: "x"})
+    with pytest.raises(SchemaError, match=message):
+        db.update("orders", {column: 1}, {"qty": 1})
+    with pytest.raises(SchemaError, match=message):
+        db.read("orders", where={column: 1})
+    with pytest.raises(SchemaError, match=message):
+        db.read("orders", order_by=[column])
+    assert db.read("orders") == []
+
+
+def test_values_that_are_not_mappings_are_type_errors(db):
+    with pytest.raises(TypeError, match=r"create\(\) values for 'orders' must be a mapping of column to value, not list"):
+        db.create("orders", ["sku", "qty"])
+    with pytest.raises(TypeError, match=r"update\(\) values for 'orders' must be a mapping.*not str"):
+        db.update("orders", {"id": 1}, "qty=1")
+    with pytest.raises(TypeError, match=r"update\(\) where must be a mapping of column to value, not str"):
+        db.update("orders", "id = 1", {"qty": 1})
+    with pytest.raises(TypeError, match=r"get\(\) id must be an int, not str"):
+        db.get("orders", "1 OR 1=1")
+
+
+def test_a_value_sqlite_cannot_store_names_its_column(db):
+    with pytest.raises(TypeError, match=r"cannot store the value for column 'note' in .*type 'dict' is not supported"):
+        db.create("orders", {"sku": "a", "note": {"not": "storable"}})
+    assert db.read("orders") == []
+
+
+def test_odd_but_legal_names_are_quoted(tmp_path):
+    with connect(tmp_path / "odd.sqlite3") as db:
+        db.upgrade([Migration("odd", "0001_odd", 'CREATE TABLE "order" ("select" TEXT, "a""b" INTEGER, "group by" TEXT)')])
+        row_id = db.create("order", {"select": "s", 'a"b': 1, "group by": "g"})
+        assert db.get("order", row_id) == {"select": "s", 'a"b': 1, "group by": "g"}
+        assert db.read("order", where={'a"b': 1}, order_by=["-select", "group by"]) == [db.get("order", row_id)]
+        assert db.update("order", {"select": "s"}, {'a"b': 2}) == 1
+
+
+def test_views_can_be_read(tmp_path):
+    with connect(tmp_path / "view.sqlite3") as db:
+        db.upgrade([ORDERS, Migration("shop", "0002_big", "CREATE VIEW big AS SELECT sku, qty FROM orders WHERE qty > 5")])
+        db.create_many("orders", [{"sku": "s", "qty": 1}, {"sku": "b", "qty": 9}])
+        assert db.read("big") == [{"sku": "b", "qty": 9}]
+
+
+def test_a_table_another_connection_created_is_found_without_reopening(tmp_path):
+    path = tmp_path / "shared.sqlite3"
+    with connect(path) as first, connect(path) as second:
+        first.upgrade([ORDERS])
+        assert first.read("orders") == []  # the schema is now cached in `first`
+        second.upgrade([Migration("shop", "0002_items", "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")])
+        first.create("items", {"name": "new"})
+        assert first.read("items", order_by="id") == [{"id": 1, "name": "new"}]
+
+
+def test_a_dropped_column_under_a_cached_statement_is_a_schema_error(tmp_path):
+    path = tmp_path / "drift.sqlite3"
+    with connect(path) as first, connect(path) as second:
+        first.upgrade([ORDERS])
+        first.create("orders", {"sku": "a", "note": "n"})  # caches the prepared INSERT
+        second.upgrade([Migration("shop", "0002_drop_note", "ALTER TABLE orders DROP COLUMN note")])
+        with pytest.raises(SchemaError, match=r"has no column named note in .*drift.sqlite3 \(the schema has changed\)"):
+            first.create("orders", {"sku": "b", "note": "n"})
+        with pytest.raises(SchemaError, match=r"no column 'note' in table 'orders'"):
+            first.create("orders", {"sku": "b", "note": "n"})
+        assert first.create("orders", {"sku": "b"}) == 2

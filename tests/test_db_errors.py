@@ -1,0 +1,189 @@
+"""Clear errors: not a database, locked past the timeout, closed, unwritable folder, bad options."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+from contextlib import closing
+
+import pytest
+
+from taskcatalog.errors import CatalogError
+from taskcatalog.db import DatabaseError, DatabaseLocked, Migration, connect, SQLiteConnection
+
+SCHEMA = Migration("shop", "0001_orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, sku TEXT)")
+
+
+def test_a_file_of_random_bytes_is_refused_at_connect_naming_it(tmp_path):
+    path = tmp_path / "random.sqlite3"
+    path.write_bytes(os.urandom(8192))
+    with pytest.raises(DatabaseError, match=rf"{re.escape(str(path))} is not a SQLite database, or is damaged") as raised:
+        connect(path)
+    assert isinstance(raised.value, CatalogError)
+    assert raised.value.path == str(path)
+    assert isinstance(raised.value.__cause__, sqlite3.DatabaseError)
+
+
+def test_a_text_file_is_refused_too(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("These are my notes, not a database.\n" * 50)
+    with pytest.raises(DatabaseError, match=r"notes.txt is not a SQLite database"):
+        connect(path)
+
+
+@pytest.fixture
+def locked(tmp_path):
+    """A database whose write lock another connection holds, and a connection with a short timeout."""
+    path = tmp_path / "locked.sqlite3"
+    with connect(path) as db:
+        db.upgrade([SCHEMA])
+        db.create("orders", {"sku": "before"})
+    with closing(sqlite3.connect(path, isolation_level=None)) as holder:
+        holder.execute("BEGIN IMMEDIATE")
+        with connect(path, timeout=0.05) as db:
+            yield db, path
+        holder.execute("ROLLBACK")
+
+
+def test_a_lock_held_past_the_timeout_is_a_clear_error_naming_the_file(locked):
+    db, path = locked
+    message = rf"the database {re.escape(str(path))} is locked: another connection held it for more than 0.05 s"
+    calls = [
+        lambda: db.create("orders", {"sku": "x"}),
+        lambda: db.create_many("orders", [{"sku": "x"}]),
+        lambda: db.update("orders", {"sku": "before"}, {"sku": "x"}),
+        lambda: db.delete("orders", {"sku": "before"}),
+        lambda: db.session().__enter__(),
+        lambda: db.wipe(),
+        lambda: db.upgrade([Migration("shop", "0002_more", "CREATE TABLE more (x)")]),
+    ]
+    for call in calls:
+        with pytest.raises(DatabaseLocked, match=message) as raised:
+            call()
+        assert isinstance(raised.value, DatabaseError) and raised.value.path == str(path)
+        assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
+    # Readers are not blocked by a writer in WAL mode.
+    assert db.read("orders") == [{"id": 1, "sku": "before"}]
+
+
+def test_after_a_lock_timeout_the_connection_still_works(tmp_path):
+    path = tmp_path / "recovers.sqlite3"
+    with connect(path, timeout=0.05) as db:
+        db.upgrade([SCHEMA])
+        with closing(sqlite3.connect(path, isolation_level=None)) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(DatabaseLocked):
+                db.create("orders", {"sku": "x"})
+            holder.execute("COMMIT")
+        assert db.create("orders", {"sku": "y"}) == 1
+
+
+def test_use_after_close_is_a_clear_error(tmp_path):
+    path = tmp_path / "closed.sqlite3"
+    db = connect(path)
+    db.upgrade([SCHEMA])
+    db.close()
+    db.close()  # idempotent
+    message = rf"the connection to {re.escape(str(path))} is closed"
+    calls = [
+        lambda: db.create("orders", {"sku": "x"}),
+        lambda: db.create_many("orders", [{"sku": "x"}]),
+        lambda: db.read("orders"),
+        lambda: db.get("orders", 1),
+        lambda: db.update("orders", {"id": 1}, {"sku": "x"}),
+        lambda: db.delete("orders", {"id": 1}),
+        lambda: db.session().__enter__(),
+        lambda: db.wipe(),
+        lambda: db.backup(tmp_path / "copy.sqlite3"),
+        lambda: db.upgrade([SCHEMA]),
+        lambda: db.migration_status(),
+    ]
+    for call in calls:
+        with pytest.raises(DatabaseError, match=message):
+            call()
+    errors = []
+
+    def from_another_thread():
+        try:
+            db.read("orders")
+        except DatabaseError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=from_another_thread)
+    thread.start()
+    thread.join()
+    assert errors == [f"the connection to {path} is closed"]
+    assert "closed" in repr(db)
+
+
+def test_a_connection_closes_with_its_block(tmp_path):
+    with connect(tmp_path / "block.sqlite3") as db:
+        db.upgrade([SCHEMA])
+    with pytest.raises(DatabaseError, match="is closed"):
+        db.read("orders")
+
+
+def test_a_folder_that_cannot_be_created_is_named(tmp_path):
+    (tmp_path / "afile").write_text("a file where a folder should be")
+    path = tmp_path / "afile" / "db.sqlite3"
+    with pytest.raises(
+        DatabaseError,
+        match=rf"cannot create the folder {re.escape(str(tmp_path / 'afile'))} for the database {re.escape(str(path))}",
+    ) as raised:
+        connect(path)
+    assert raised.value.path == str(path)
+    assert isinstance(raised.value.__cause__, OSError)
+
+
+def test_missing_folders_are_created(tmp_path):
+    path = tmp_path / "var" / "customers" / "acme.sqlite3"
+    with connect(path) as db:
+        db.upgrade([SCHEMA])
+    assert path.is_file()
+
+
+def test_a_folder_is_not_a_database_file(tmp_path):
+    with pytest.raises(DatabaseError, match=rf"the database path {re.escape(str(tmp_path))} is a folder, not a file"):
+        connect(tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_read_only_folder_is_named(tmp_path):  # pragma: no cover - tests run as root here
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(DatabaseError, match=rf"the folder {re.escape(str(folder))} of the database .* is not writable"):
+            connect(folder / "db.sqlite3")
+    finally:
+        folder.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"timeout": -1}, r"timeout must be a number of seconds >= 0, not -1"),
+        ({"timeout": "5"}, r"timeout must be a number of seconds >= 0, not '5'"),
+        ({"synchronous": "FAST; DROP TABLE x"}, r"synchronous must be one of OFF, NORMAL, FULL, EXTRA, not 'FAST; DROP TABLE x'"),
+    ],
+)
+def test_bad_options_are_refused(tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        SQLiteConnection(tmp_path / "x.sqlite3", **options)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'timout'"):
+        connect(tmp_path / "x.sqlite3", timout=1)
+
+
+def test_options_are_applied(tmp_path):
+    with connect(tmp_path / "opts.sqlite3", synchronous="full", foreign_keys=False, timeout=2) as db:
+        assert (db.synchronous, db.foreign_keys, db.timeout) == ("FULL", False, 2.0)
+        db.upgrade([
+            Migration("fk", "0001_parent", "CREATE TABLE parent (id INTEGER PRIMARY KEY)"),
+            Migration("fk", "0002_child", "CREATE TABLE child (parent_id INTEGER REFERENCES parent(id))"),
+        ])
+        db.create("child", {"parent_id": 99})  # not enforced when foreign_keys=False
+    with connect(tmp_path / "opts.sqlite3") as db:
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY constraint failed"):
+            db.create("child", {"parent_id": 98})  # enforced by default

@@ -1,0 +1,262 @@
+"""Sessions (transactions and savepoints) and CRUD callbacks with their rollbacks."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from taskcatalog.db import CrudEvent, DatabaseError, Migration, SchemaError, connect
+
+SCHEMA = [
+    Migration("shop", "0001_orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, sku TEXT, qty INTEGER)"),
+    Migration("shop", "0002_audit", "CREATE TABLE audit (id INTEGER PRIMARY KEY, event TEXT, row_id INTEGER)"),
+]
+
+
+@pytest.fixture
+def db(tmp_path):
+    with connect(tmp_path / "sessions.sqlite3") as db:
+        db.upgrade(SCHEMA)
+        yield db
+
+
+def skus(db):
+    return [row["sku"] for row in db.read("orders", order_by="id")]
+
+
+class Boom(Exception):
+    pass
+
+
+def raising(error):
+    """A callback that raises ``error`` (the very object, so tests can check identity)."""
+
+    def callback(change):
+        raise error
+
+    return callback
+
+
+# ---------------------------------------------------------------- sessions
+
+
+def test_a_session_commits_when_the_block_ends(db):
+    with db.session() as same:
+        assert same is db
+        db.create("orders", {"sku": "a"})
+        db.update("orders", {"sku": "a"}, {"qty": 1})
+        db.create_many("orders", [{"sku": "b"}, {"sku": "c"}])
+        db.delete("orders", {"sku": "c"})
+    assert skus(db) == ["a", "b"]
+
+
+def test_a_failing_session_rolls_everything_back(db):
+    db.create("orders", {"sku": "before"})
+    with pytest.raises(Boom):
+        with db.session():
+            db.create("orders", {"sku": "a"})
+            with db.session():
+                db.create("orders", {"sku": "inner"})
+            db.update("orders", {"sku": "before"}, {"qty": 9})
+            raise Boom
+    assert skus(db) == ["before"]
+    assert db.read("orders")[0]["qty"] is None
+
+
+def test_a_caught_failure_in_a_nested_session_undoes_only_the_savepoint(db):
+    with db.session():
+        db.create("orders", {"sku": "outer-1"})
+        with pytest.raises(Boom):
+            with db.session():
+                db.create("orders", {"sku": "inner"})
+                with db.session():
+                    db.create("orders", {"sku": "innermost"})
+                raise Boom
+        with db.session():
+            db.create("orders", {"sku": "inner-kept"})
+        db.create("orders", {"sku": "outer-2"})
+    assert skus(db) == ["outer-1", "inner-kept", "outer-2"]
+
+
+def test_work_in_a_session_is_invisible_to_other_threads_until_commit(db):
+    seen = []
+
+    def count():
+        seen.append(len(db.read("orders")))
+
+    with db.session():
+        db.create("orders", {"sku": "pending"})
+        assert len(db.read("orders")) == 1  # the session sees its own work
+        reader = threading.Thread(target=count)
+        reader.start()
+        reader.join()
+    count()
+    assert seen == [0, 1]
+
+
+def test_sessions_of_different_threads_are_independent(db):
+    errors = []
+
+    def other():
+        try:
+            with db.session():
+                db.create("orders", {"sku": "other"})
+                raise Boom
+        except BaseException as exc:
+            errors.append(exc)
+
+    with db.session():
+        db.create("orders", {"sku": "main"})
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert [type(e) for e in errors] == [Boom]
+    assert skus(db) == ["main"]
+
+
+# ---------------------------------------------------------------- callbacks
+
+
+def test_callbacks_receive_one_event_for_each_change(db):
+    events = []
+    for name in ("before_create", "after_create", "before_update", "after_update", "before_delete", "after_delete"):
+        db.on(name, "orders", events.append)
+    row_id = db.create("orders", {"sku": "a", "qty": 1})
+    db.update("orders", {"id": row_id}, {"qty": 2})
+    db.delete("orders", {"id": row_id})
+    assert [(e.event, e.table, e.values, e.where, e.result) for e in events] == [
+        ("before_create", "orders", {"sku": "a", "qty": 1}, None, None),
+        ("after_create", "orders", {"sku": "a", "qty": 1}, None, row_id),
+        ("before_update", "orders", {"qty": 2}, {"id": row_id}, None),
+        ("after_update", "orders", {"qty": 2}, {"id": row_id}, 1),
+        ("before_delete", "orders", None, {"id": row_id}, None),
+        ("after_delete", "orders", None, {"id": row_id}, 1),
+    ]
+    assert all(isinstance(e, CrudEvent) and e.db is db for e in events)
+
+
+def test_callbacks_fire_only_for_their_table_and_in_registration_order(db):
+    calls = []
+    db.on("after_create", "orders", lambda e: calls.append("first"))
+    db.on("after_create", "orders", lambda e: calls.append("second"))
+    db.on("after_create", "audit", lambda e: calls.append("audit"))
+    db.create("orders", {"sku": "a"})
+    assert calls == ["first", "second"]
+
+
+def test_before_callbacks_may_change_what_is_written(db):
+    def stamp(event):
+        event.values["qty"] = 42
+
+    db.on("before_create", "orders", stamp)
+    db.on("before_update", "orders", stamp)
+    row_id = db.create("orders", {"sku": "a"})
+    assert db.get("orders", row_id)["qty"] == 42
+    db.update("orders", {"id": row_id}, {"sku": "b"})
+    assert db.get("orders", row_id) == {"id": row_id, "sku": "b", "qty": 42}
+
+
+def test_a_callback_may_write_in_the_same_transaction(db):
+    db.on("after_create", "orders", lambda e: e.db.create("audit", {"event": e.event, "row_id": e.result}))
+    with pytest.raises(Boom):
+        with db.session():
+            db.create("orders", {"sku": "gone"})
+            raise Boom
+    assert db.read("audit") == []
+    row_id = db.create("orders", {"sku": "kept"})
+    assert db.read("audit") == [{"id": 1, "event": "after_create", "row_id": row_id}]
+
+
+@pytest.mark.parametrize("event", ["before_create", "after_create"])
+def test_a_raising_create_callback_rolls_back_the_session_and_reaches_the_caller_unchanged(db, event):
+    boom = Boom("no")
+    db.create("orders", {"sku": "committed"})
+    db.on(event, "orders", raising(boom))
+    with pytest.raises(Boom) as raised:
+        with db.session():
+            db.update("orders", {"sku": "committed"}, {"qty": 5})
+            db.create("orders", {"sku": "refused"})
+    assert raised.value is boom
+    assert db.read("orders") == [{"id": 1, "sku": "committed", "qty": None}]
+    with pytest.raises(Boom) as raised:
+        db.create("orders", {"sku": "refused-alone"})  # a write outside a session: same rule
+    assert raised.value is boom
+    assert skus(db) == ["committed"]
+
+
+@pytest.mark.parametrize("event", ["before_update", "after_update", "before_delete", "after_delete"])
+def test_a_raising_update_or_delete_callback_rolls_back(db, event):
+    boom = Boom(event)
+    db.create_many("orders", [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}])
+    db.on(event, "orders", raising(boom))
+    with pytest.raises(Boom) as raised:
+        with db.session():
+            db.create("orders", {"sku": "c"})
+            if "update" in event:
+                db.update("orders", {"sku": "a"}, {"qty": 10})
+            else:
+                db.delete("orders", {"sku": "a"})
+    assert raised.value is boom
+    assert db.read("orders", order_by="id") == [
+        {"id": 1, "sku": "a", "qty": 1},
+        {"id": 2, "sku": "b", "qty": 2},
+    ]
+
+
+def test_a_callback_error_caught_inside_the_session_still_rolls_back_all_of_it(db):
+    boom = Boom("late")
+    db.on("after_create", "audit", raising(boom))
+    with pytest.raises(Boom) as raised:
+        with db.session():
+            db.create("orders", {"sku": "a"})
+            with db.session():
+                try:
+                    db.create("audit", {"event": "x"})
+                except Boom:
+                    pass  # swallowed here, but the session is doomed
+            with pytest.raises(DatabaseError, match=r"will be rolled back: a callback raised Boom: late") as doomed:
+                db.create("orders", {"sku": "after"})
+            assert doomed.value.__cause__ is boom
+            with pytest.raises(DatabaseError, match="will be rolled back"):
+                db.session().__enter__()
+    assert raised.value is boom  # raised again when the session ends
+    assert db.read("orders") == [] and db.read("audit") == []
+    db.create("orders", {"sku": "next"})  # the next session starts clean
+    assert skus(db) == ["next"]
+
+
+def test_create_many_fires_callbacks_per_row_and_is_all_or_nothing(db):
+    seen = []
+
+    def third_fails(change):
+        seen.append(change.result)
+        if len(seen) == 3:
+            raise Boom("row 3")
+
+    db.on("after_create", "orders", third_fails)
+    with pytest.raises(Boom, match="row 3"):
+        db.create_many("orders", [{"sku": f"s{i}"} for i in range(5)])
+    assert seen == [1, 2, 3]
+    assert db.read("orders") == []
+    seen.clear()
+    seen.extend([None] * 10)  # no more failures
+    assert db.create_many("orders", [{"sku": "a"}, {"sku": "b"}]) == 2
+    assert skus(db) == ["a", "b"]
+
+
+def test_create_many_failing_inside_a_session_keeps_the_rest_of_the_session(db):
+    with db.session():
+        db.create("orders", {"sku": "kept"})
+        with pytest.raises(ValueError, match="every row needs the same columns"):
+            db.create_many("orders", [{"sku": "x"}, {"qty": 1}])
+    assert skus(db) == ["kept"]
+
+
+def test_registering_a_callback_checks_its_arguments(db):
+    with pytest.raises(ValueError, match=r"unknown event 'on_create'; events are: before_create, after_create, "):
+        db.on("on_create", "orders", print)
+    with pytest.raises(SchemaError, match=r"no table 'order' in .*; tables: 'audit', 'orders'"):
+        db.on("after_create", "order", print)
+    with pytest.raises(TypeError, match=r"callback for after_create on 'orders' must be callable, not str"):
+        db.on("after_create", "orders", "print")
