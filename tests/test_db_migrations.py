@@ -290,3 +290,42 @@ def test_two_processes_upgrading_at_once_apply_each_migration_once(path):
     with closing(sqlite3.connect(path)) as raw:
         for n in range(1, 9):
             assert raw.execute(f"SELECT count(*) FROM step_{n}").fetchone() == (1,)
+
+
+def test_a_table_can_be_rebuilt_while_others_reference_it(db):
+    db.upgrade([ORDERS, ITEMS])
+    order = db.create("orders", {"sku": "a"})
+    db.create("items", {"order_id": order})
+    rebuild = Migration("shop", "0003_rebuild_orders", """
+        CREATE TABLE orders_new (id INTEGER PRIMARY KEY, sku TEXT NOT NULL);
+        INSERT INTO orders_new (id, sku) SELECT id, sku FROM orders;
+        DROP TABLE orders;
+        ALTER TABLE orders_new RENAME TO orders;
+    """)
+    assert db.upgrade([rebuild]) == ["0003_rebuild_orders"]
+    assert db.read("orders") == [{"id": order, "sku": "a"}]
+
+
+def test_a_migration_that_breaks_foreign_keys_is_rolled_back(db, path):
+    db.upgrade([ORDERS, ITEMS])
+    order = db.create("orders", {"sku": "a"})
+    db.create("items", {"order_id": order})
+    orphaning = Migration("shop", "0003_orphans", "DELETE FROM orders; CREATE TABLE marker (x);")
+    with pytest.raises(
+        MigrationError,
+        match=r"migration shop/0003_orphans leaves 1 row\(s\) in .* breaking foreign keys \(first: table items, "
+        r"rowid 1, references orders\); nothing of it was applied",
+    ):
+        db.upgrade([orphaning])
+    assert len(db.read("orders")) == 1
+    assert "marker" not in tables(path)
+
+
+def test_upgrade_with_nothing_pending_takes_no_write_lock(db, path):
+    db.upgrade([ORDERS])
+    with closing(sqlite3.connect(path, isolation_level=None)) as holder:
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            assert db.upgrade([ORDERS]) == []  # would wait (30 s) for the lock otherwise
+        finally:
+            holder.execute("ROLLBACK")

@@ -703,9 +703,12 @@ class SQLiteConnection(Connection):
                 f"transaction, so call it outside any session",
                 path=self._label,
             )
-        drifted = [s for s in status(ordered, self._applied()) if s.state == "drifted"]
+        states = status(ordered, self._applied())
+        drifted = [s for s in states if s.state == "drifted"]
         if drifted:
             raise self._drift_error(drifted, ordered)
+        if not any(s.state == "pending" for s in states):
+            return []  # the usual case when a process opens a database: no write lock taken
         with self.session():
             self._run(state, BOOKKEEPING_DDL)
         done = []
@@ -729,6 +732,21 @@ class SQLiteConnection(Connection):
         )
 
     def _apply(self, state: _ThreadState, migration: Migration) -> bool:
+        if not self.foreign_keys:
+            return self._apply_in_transaction(state, migration)
+        # As SQLite's documented table rebuild (create new, copy, drop old,
+        # rename) requires, foreign keys are off while the migration runs and
+        # checked with foreign_key_check before it commits. The pragma only
+        # works outside a transaction; the gate keeps a memory database's
+        # other threads out meanwhile.
+        with self._gate:
+            self._run(state, "PRAGMA foreign_keys = OFF")
+            try:
+                return self._apply_in_transaction(state, migration)
+            finally:
+                self._run(state, "PRAGMA foreign_keys = ON")
+
+    def _apply_in_transaction(self, state: _ThreadState, migration: Migration) -> bool:
         statements = split_statements(migration)
         with self.session():
             # Holding the write lock, look again: another process may have
@@ -758,6 +776,15 @@ class SQLiteConnection(Connection):
                 if not state.conn.in_transaction:  # type: ignore[union-attr]
                     raise MigrationError(
                         f"migration {migration.name} ended the transaction at statement {number}",
+                        path=migration.path or self._label,
+                    )
+            if self.foreign_keys:
+                broken = self._run(state, "PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise MigrationError(
+                        f"migration {migration.name} leaves {len(broken)} row(s) in {self._label} breaking "
+                        f"foreign keys (first: table {broken[0][0]}, rowid {broken[0][1]}, references "
+                        f"{broken[0][2]}); nothing of it was applied",
                         path=migration.path or self._label,
                     )
             created = sorted(self._tables() - before)
