@@ -70,7 +70,7 @@ def test_bad_pins_are_refused(layout, pins, message):
 
 
 def test_unknown_interface_and_version(greet):
-    with pytest.raises(InterfaceNotFound, match=r"no interface 'nope' in the catalog \(interfaces: greet\)") as info:
+    with pytest.raises(InterfaceNotFound, match=r"no interface 'nope' in the catalog \(interfaces: greet; folders: .*interfaces\)") as info:
         greet.call("nope", 1, None)
     assert isinstance(info.value, LookupError) and info.value.interface == "nope"
     with pytest.raises(VersionNotFound, match=r"interface 'greet' has no version 4; versions: 1, 2, 3") as info:

@@ -237,7 +237,7 @@ def test_folders_missing_empty_or_not_folders(tmp_path):
         "file": f"interface folder {tmp_path / 'file'} is not a folder",
         "no-plugins": f"plugin folder {tmp_path / 'no-plugins'} does not exist",
     }
-    with pytest.raises(InterfaceNotFound, match=r"no interface 'x' in the catalog \(interfaces: ok\)"):
+    with pytest.raises(InterfaceNotFound, match=r"no interface 'x' in the catalog \(interfaces: ok; folders: .*/good, .*/missing"):
         catalog.call("x", 1, None)
 
 

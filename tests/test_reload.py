@@ -99,6 +99,25 @@ def test_interface_change_that_breaks_an_unchanged_plugin(scale):
     assert catalog.call("scale", 1, None, x=2) is None
 
 
+def test_plugin_that_failed_is_retried_when_its_interface_changes(scale):
+    catalog = scale.catalog()
+    assert catalog.call("scale", 1, Context("acme"), x=2) == 4.0
+    scale.plugin("acme", "scale", "from taskcatalog import plugin_config\n\n"
+                 "@plugin_config(version=1, slot='scale')\ndef times(ctx, a, b, c):\n    return a * b * c\n")
+    assert [p.kind for p in catalog.reload().failed] == ["contract"]  # the slot passes no c yet
+    assert catalog.call("scale", 1, Context("acme"), x=2) == 4.0  # the last good plugin
+    scale.interface("scale", """
+        from taskcatalog import slot
+
+        @slot("scale", args={"a": int, "b": float, "c": int}, returns=float)
+        def scale_entrypoint_v1(ctx, x):
+            return ctx.plugins.call("scale", a=x, b=2.0, c=10)[1]
+    """)
+    assert catalog.reload().failed == []
+    assert catalog.call("scale", 1, Context("acme"), x=2) == 40.0  # the new plugin, now that it fits
+    assert catalog.check() == []
+
+
 def test_folder_vanishing_keeps_what_it_had(layout, tmp_path):
     layout.interface("app", GOOD.format(value="kept"))
     layout.plugin("acme", "app", "")

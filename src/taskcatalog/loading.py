@@ -57,6 +57,7 @@ class Tree:
     duplicates: Mapping[str | PluginKey, tuple[str, ...]] = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
     unreadable: frozenset[str] = frozenset()  # folders that could not be listed
+    interface_dirs: tuple[str, ...] = ()
 
     def customers(self) -> list[str]:
         return sorted({customer for customer, _ in self.plugins})
@@ -114,6 +115,7 @@ def scan(interface_dirs: Iterable[str], plugin_dirs: Iterable[str], previous: Tr
     carried over from it: a folder that vanishes for a moment during a deploy
     must not take the catalog down (the failure is still reported).
     """
+    interface_dirs = tuple(interface_dirs)
     problems: list[Problem] = []
     unreadable: set[str] = set()
     interfaces: dict[str, list[SourceFile]] = {}
@@ -174,6 +176,7 @@ def scan(interface_dirs: Iterable[str], plugin_dirs: Iterable[str], previous: Tr
         duplicates=duplicates,
         problems=tuple(problems),
         unreadable=frozenset(unreadable),
+        interface_dirs=interface_dirs,
     )
 
 

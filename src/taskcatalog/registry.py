@@ -320,7 +320,10 @@ class Snapshot:
             check_interface_name(name)
             known = sorted(self.tree.interfaces)
             listed = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "") if known else "none"
-            raise InterfaceNotFound(f"no interface {name!r} in the catalog (interfaces: {listed})", interface=name)
+            folders = ", ".join(self.tree.interface_dirs) or "none"
+            raise InterfaceNotFound(
+                f"no interface {name!r} in the catalog (interfaces: {listed}; folders: {folders})", interface=name
+            )
         loaded: LoadedInterface | Broken
         if name in self.tree.duplicates:
             paths = ", ".join(self.tree.duplicates[name])
@@ -463,14 +466,16 @@ class Snapshot:
         unique = {(p.path, p.line, p.kind, p.message): p for p in found}
         return sorted(unique.values(), key=lambda p: (p.path, p.line or 0, p.kind, p.message))
 
-
     def _duplicated(self, problem: Problem) -> bool:
         key = problem.interface if problem.customer is None else (problem.customer, problem.interface)
         return key in self.tree.duplicates
 
 
-def _same_file(loaded: LoadedInterface | LoadedPlugins | Broken | None, source: SourceFile) -> bool:
-    return loaded is not None and loaded.source == source
+def _failure(key: str | PluginKey, broken: Broken) -> Problem:
+    if isinstance(key, str):
+        return broken.problem(key)
+    customer, name = key
+    return broken.problem(name, customer)
 
 
 def reloaded(old: Snapshot, tree: Tree) -> tuple[Snapshot, ReloadReport]:
@@ -478,7 +483,8 @@ def reloaded(old: Snapshot, tree: Tree) -> tuple[Snapshot, ReloadReport]:
 
     Unchanged files keep their loaded modules; files that are new or changed
     are imported now. A changed file whose new version fails keeps its last
-    good version (recorded in ``failures`` until the file changes again).
+    good version (recorded in ``failures`` until the file changes again, or,
+    for a plugin file, until its interface changes).
     """
     before, after = old.tree.files(), tree.files()
     report = ReloadReport(
@@ -489,40 +495,44 @@ def reloaded(old: Snapshot, tree: Tree) -> tuple[Snapshot, ReloadReport]:
     fresh = set(report.added) | set(report.changed)
     new = Snapshot(tree, old.pins, old._lock)
 
-    def settle(key: Any, source: SourceFile, previous: Any, load: Callable[[], Any]) -> None:
-        """Carry ``previous`` over, or load the new version, or keep the last good one."""
-        table = new.interfaces if isinstance(key, str) else new.plugins
+    def settle(key: str | PluginKey, source: SourceFile, retry: bool) -> None:
+        """Carry the old state of one file over, or load its new version, or keep the last good one."""
+        table: dict[Any, Any] = new.interfaces if isinstance(key, str) else new.plugins
+        previous = (old.interfaces if isinstance(key, str) else old.plugins).get(key)
         failure = old.failures.get(source.path)
-        if failure is not None and failure[0] == source.stamp and previous is not None:
-            table[key] = previous  # the version on disk already failed; keep the last good one
+        if failure is not None and failure[0] == source.stamp and previous is not None and not retry:
+            table[key] = previous  # this version already failed; the last good one keeps running
             new.failures[source.path] = failure
             return
-        if _same_file(previous, source):
+        if previous is not None and previous.source == source and not retry:
             table[key] = previous
             return
-        if source.path not in fresh and previous is None:
-            return  # never loaded and unchanged: stays lazy
-        loaded = load()
-        good_before = previous is not None and not isinstance(previous, Broken) and previous.source.path == source.path
-        if isinstance(loaded, Broken) and good_before:
-            problem = loaded.problem(*((key, None) if isinstance(key, str) else (key[1], key[0])))
-            new.failures[source.path] = (source.stamp, (problem,))
-            report.failed.append(problem)
+        if previous is None and source.path not in fresh:
+            return  # never loaded and unchanged: it stays lazy
+        loaded = new._load_interface(key) if isinstance(key, str) else new._load_plugins(key)
+        if not isinstance(loaded, Broken):
+            table[key] = loaded
+            return
+        problem = _failure(key, loaded)
+        report.failed.append(problem)
+        if isinstance(previous, (LoadedInterface, LoadedPlugins)) and previous.source.path == source.path:
             LOG.error("reload: %s; keeping the last good version", problem)
+            new.failures[source.path] = (source.stamp, (problem,))
             table[key] = previous
         else:
-            if isinstance(loaded, Broken):
-                report.failed.append(loaded.problem(*((key, None) if isinstance(key, str) else (key[1], key[0]))))
             table[key] = loaded
 
     with old._lock:
         for name, source in tree.interfaces.items():
-            settle(name, source, old.interfaces.get(name), lambda: new._load_interface(name))
+            settle(name, source, retry=False)
         for key, source in tree.plugins.items():
-            settle(key, source, old.plugins.get(key), lambda: new._load_plugins(key))
-        # A changed plugin file whose new version breaks a contract also keeps
-        # its last good version; and a changed interface may break plugins
-        # that did not change. Check every loaded pair touched by the reload.
+            interface = tree.interfaces.get(key[1])
+            # A plugin file that failed against the old interface may fit the new one.
+            retry = interface is not None and interface.path in fresh and source.path in old.failures
+            settle(key, source, retry)
+        # A plugin file whose new version breaks a contract also keeps its last
+        # good version, and a changed interface may break plugins that did not
+        # change: bind every loaded pair the reload touched.
         for key, loaded in list(new.plugins.items()):
             customer, name = key
             interface = new.interfaces.get(name)
@@ -531,15 +541,16 @@ def reloaded(old: Snapshot, tree: Tree) -> tuple[Snapshot, ReloadReport]:
             if loaded.source.path not in fresh and interface.source.path not in fresh:
                 continue
             binding = bind(interface, loaded, customer)
-            previous = old.plugins.get(key)
-            if binding.problems and isinstance(previous, LoadedPlugins) and previous is not loaded:
-                if not bind(interface, previous, customer).problems:
-                    new.plugins[key] = previous
-                    new.failures[loaded.source.path] = (loaded.source.stamp, binding.problems)
-                    LOG.error("reload: %s; keeping the last good version", binding.problems[0])
+            if not binding.problems:
+                continue
             report.failed.extend(binding.problems)
+            previous = old.plugins.get(key)
+            if isinstance(previous, LoadedPlugins) and previous is not loaded and not bind(interface, previous, customer).problems:
+                LOG.error("reload: %s; keeping the last good version", binding.problems[0])
+                new.plugins[key] = previous
+                new.failures[loaded.source.path] = (loaded.source.stamp, binding.problems)
     report.failed.extend(p for p in tree.problems if p not in old.tree.problems)
-    for path in report.added + report.changed + report.removed:
-        LOG.info("reload: %s %s", "added" if path in report.added else "changed" if path in report.changed else "removed", path)
+    for verb, paths in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
+        for path in paths:
+            LOG.info("reload: %s %s", verb, path)
     return new, report
-
