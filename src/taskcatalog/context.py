@@ -19,24 +19,11 @@ __all__ = ["Context", "CallContext"]
 _LOG = logging.getLogger("taskcatalog.call")
 
 
-class Context(Mapping[str, Any]):
-    """What an executor knows about a call: the customer and any data of its own.
-
-    ``Context("customer_1", user="ann")`` reads like the classic dict
-    context ``{"customer": "customer_1", "user": "ann"}``; it is a read-only
-    mapping, and the customer name is checked at once.
-    """
+class _ReadOnlyData(Mapping[str, Any]):
+    """A read-only mapping view of ``_data``: the executor's context data."""
 
     __slots__ = ("_data",)
-
-    def __init__(self, customer: str | None, **data: Any) -> None:
-        if customer is not None:
-            check_customer_name(customer)
-        self._data = {"customer": customer, **data}
-
-    @property
-    def customer(self) -> str | None:
-        return self._data["customer"]
+    _data: Mapping[str, Any]
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -46,6 +33,26 @@ class Context(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class Context(_ReadOnlyData):
+    """What an executor knows about a call: the customer and any data of its own.
+
+    ``Context("customer_1", user="ann")`` reads like the classic dict
+    context ``{"customer": "customer_1", "user": "ann"}``; it is a read-only
+    mapping, and the customer name is checked at once.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, customer: str | None, **data: Any) -> None:
+        if customer is not None:
+            check_customer_name(customer)
+        self._data = {"customer": customer, **data}
+
+    @property
+    def customer(self) -> str | None:
+        return self._data["customer"]
 
     def __repr__(self) -> str:
         data = ", ".join(f"{k}={v!r}" for k, v in self._data.items() if k != "customer")
@@ -73,7 +80,7 @@ def call_id_of(number: int) -> str:
     return f"{_prefix}-{number}"
 
 
-class CallContext(Mapping[str, Any]):
+class CallContext(_ReadOnlyData):
     """The first argument of every entrypoint and plugin during a call.
 
     Attributes describe the call (``customer``, ``interface``, ``version``,
@@ -84,14 +91,13 @@ class CallContext(Mapping[str, Any]):
     reads the executor's context data (``ctx["customer"]``, ``ctx.get(k)``).
     """
 
-    # ``_log`` is left unset until first read: one store less per call.
-    __slots__ = ("_route", "_data", "_number", "parent_id", "_log")
+    # The catalog fills the slots itself (``CallContext.__new__`` and four
+    # stores, no __init__ frame on the call path); ``_log`` stays unset until
+    # first read.
+    __slots__ = ("_route", "_number", "parent_id", "_log")
 
-    def __init__(self, route: Route, data: Mapping[str, Any], number: int, parent_id: str | None) -> None:
-        self._route = route
-        self._data = data
-        self._number = number
-        self.parent_id = parent_id
+    def __init__(self) -> None:
+        raise TypeError("CallContext is made by the catalog for each call; executors pass a Context")
 
     @property
     def call_id(self) -> str:
@@ -134,15 +140,6 @@ class CallContext(Mapping[str, Any]):
     def call(self, name: str, version: int | str | None = None, /, **kwargs: Any) -> Any:
         """Call another interface for the same customer, recorded as a child call."""
         return self._route.catalog.call(name, version, self, **kwargs)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
     def __repr__(self) -> str:
         return (
