@@ -504,7 +504,7 @@ class SQLiteConnection(Connection):
             # run in C; a bad row stops executemany inside this transaction
             # or savepoint, so its rollback leaves no row behind.
             try:
-                same = len(set(map(len, batch))) == 1
+                same = list(map(len, batch)).count(len(names)) == len(batch)
             except TypeError:
                 same = False
             if not same:
