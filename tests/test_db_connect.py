@@ -162,3 +162,19 @@ def test_a_source_checkout_without_metadata_still_gets_sqlite(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "SQLiteConnection"
+
+
+def test_a_relative_path_keeps_naming_the_same_file_after_chdir(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.chdir(tmp_path)
+    with connect("var/rel.sqlite3") as db:
+        assert db.label == "var/rel.sqlite3" and db.path == tmp_path / "var" / "rel.sqlite3"
+        db.upgrade([SCHEMA])
+        (tmp_path / "elsewhere").mkdir()
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        thread = threading.Thread(target=db.create, args=("orders", {"sku": "from a new thread"}))
+        thread.start()
+        thread.join()
+        assert db.read("orders") == [{"id": 1, "sku": "from a new thread"}]
+    assert not (tmp_path / "elsewhere" / "var").exists()

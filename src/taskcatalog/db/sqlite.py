@@ -28,12 +28,12 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from operator import itemgetter
 from os import PathLike, fspath
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, NoReturn
 
 from ..errors import MigrationError, SchemaError
 from .base import (
@@ -145,11 +145,13 @@ class SQLiteConnection(Connection):
             raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
         if not isinstance(synchronous, str) or synchronous.upper() not in _SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, not {synchronous!r}")
-        self.path = path
+        # Messages name the file as the caller did; connections open it by its
+        # absolute path, so a thread started after os.chdir() finds the same file.
+        self._label = MEMORY if path is None else str(path)
+        self.path = None if path is None else path.absolute()
         self.timeout = float(timeout)
         self.synchronous = synchronous.upper()
         self.foreign_keys = bool(foreign_keys)
-        self._label = MEMORY if path is None else str(path)
         self._closed = False
         self._registry_lock = threading.Lock()
         self._conns: dict[int, sqlite3.Connection] = {}  # thread id -> its connection
@@ -163,7 +165,7 @@ class SQLiteConnection(Connection):
             self._shared = self._open()
             self._gate = threading.RLock()
         else:
-            self._prepare_folder(path)
+            self._prepare_folder(self.path, self._label)
         # Open this thread's connection now, so a bad path fails at connect time.
         self._open_thread(self._state)
         _LIVE.add(self)
@@ -178,20 +180,21 @@ class SQLiteConnection(Connection):
 
     # ------------------------------------------------------------------ opening
 
-    def _prepare_folder(self, path: Path) -> None:
+    @staticmethod
+    def _prepare_folder(path: Path, label: str) -> None:
         folder = path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DatabaseError(
-                f"cannot create the folder {folder} for the database {path}: {exc.strerror or exc}",
-                path=str(path),
+                f"cannot create the folder {folder} for the database {label}: {exc.strerror or exc}",
+                path=label,
             ) from exc
         if path.is_dir():
-            raise DatabaseError(f"the database path {path} is a folder, not a file", path=str(path))
+            raise DatabaseError(f"the database path {label} is a folder, not a file", path=label)
         # WAL keeps two files beside the database (-wal, -shm): the folder must be writable.
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise DatabaseError(f"the folder {folder} of the database {path} is not writable", path=str(path))
+            raise DatabaseError(f"the folder {folder} of the database {label} is not writable", path=label)
 
     def _open(self) -> sqlite3.Connection:
         """A new sqlite3 connection, configured and checked to be a database."""
@@ -241,26 +244,29 @@ class SQLiteConnection(Connection):
 
     def _open_thread(self, state: _ThreadState) -> sqlite3.Cursor:
         """Give the calling thread its connection (the shared one for memory)."""
+        if self._closed:
+            raise self._closed_error()
+        # Opened outside the registry lock: opening may wait for another
+        # process's lock, and other threads should not queue behind that.
+        conn = self._shared if self._shared is not None else self._open()
         with self._registry_lock:
             if self._closed:
+                if conn is not self._shared:
+                    conn.close()
                 raise self._closed_error()
-            if self._shared is not None:
-                conn = self._shared
-            else:
-                conn = self._open()
+            if conn is not self._shared:
+                threading.current_thread()  # registers a thread not started by threading
                 ident = threading.get_ident()
-                threading.current_thread()  # registers threads not started by threading
-                stale = self._conns.pop(ident, None)  # the id was reused: its thread ended
                 alive = {thread.ident for thread in threading.enumerate()}
-                stale_list = [stale] if stale is not None else []
-                for other in [i for i in self._conns if i not in alive]:
-                    stale_list.append(self._conns.pop(other))
-                for old in stale_list:
-                    old.close()
+                # Connections of ended threads (including one whose id this
+                # thread now reuses) are closed here rather than leaked.
+                stale = [i for i in self._conns if i == ident or i not in alive]
+                for other in stale:
+                    self._conns.pop(other).close()
                 self._conns[ident] = conn
-            state.conn = conn
-            state.cur = conn.cursor()
-            return state.cur
+        state.conn = conn
+        state.cur = conn.cursor()
+        return state.cur
 
     def close(self) -> None:
         """Close every thread's connection; idempotent.
@@ -301,7 +307,7 @@ class SQLiteConnection(Connection):
     def _closed_error(self) -> DatabaseError:
         return DatabaseError(f"the connection to {self._label} is closed", path=self._label)
 
-    def _raise(self, exc: sqlite3.Error, columns: tuple[str, ...] = ()) -> None:
+    def _raise(self, exc: sqlite3.Error, columns: tuple[str, ...] = ()) -> NoReturn:
         """Raise the error a caller should see for a sqlite3 error.
 
         Errors with nothing to add (constraint violations, for instance)
