@@ -189,7 +189,13 @@ def test_call_in_flight_finishes_on_the_state_it_started_with(scale):
 
 
 def test_calls_never_see_half_a_reload(layout):
-    """Interface and plugin change together; every call sees a matching pair."""
+    """Interface and plugin change together; every call sees a matching pair.
+
+    Files are imported lazily, so a file nobody has used yet is read as it is
+    on disk when first needed. The catalog is warmed first (check() imports
+    everything); from then on every reload imports what changed before it
+    swaps the snapshot in.
+    """
     def deploy(generation):
         layout.interface("gen", f"""
             from taskcatalog import slot
@@ -210,6 +216,7 @@ def test_calls_never_see_half_a_reload(layout):
 
     deploy(0)
     catalog = layout.catalog()
+    assert catalog.check() == []
     stop = threading.Event()
     seen, mismatches, errors = set(), [], []
 
