@@ -73,7 +73,9 @@ def test_create_many_inserts_every_row_and_returns_the_count(db):
     assert db.create_many("orders", rows) == 500
     assert db.create_many("orders", ({"sku": f"G-{i}"} for i in range(3))) == 3  # any iterable
     assert db.create_many("orders", []) == 0
+    assert db.create_many("orders", [{}, {}]) == 2  # rows of defaults only
     assert [r["qty"] for r in db.read("orders", where={"sku": ("like", "S-%")}, order_by="id")] == list(range(500))
+    assert len(db.read("orders", where={"sku": None})) == 2
 
 
 def test_create_many_with_rows_of_different_columns_inserts_nothing(db):

@@ -30,6 +30,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
+from itertools import repeat
 from operator import itemgetter
 from os import PathLike, fspath
 from pathlib import Path
@@ -156,9 +157,10 @@ class SQLiteConnection(Connection):
         self._registry_lock = threading.Lock()
         self._conns: dict[int, sqlite3.Connection] = {}  # thread id -> its connection
         self._state = _ThreadState()
-        # (table, column names) -> prepared INSERT text; (table, names) -> (text, row getter).
+        # (table, column names) -> prepared INSERT text, and for create_many
+        # the same text with one item getter per column.
         self._inserts: dict[tuple[str, tuple[str, ...]], str] = {}
-        self._inserts_many: dict[tuple[str, tuple[str, ...]], tuple[str, Callable[[Any], tuple]]] = {}
+        self._inserts_many: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[Callable[[Any], Any], ...]]] = {}
         self._shared: sqlite3.Connection | None = None
         self._gate: threading.RLock | _NoLock = _NoLock()
         if path is None:
@@ -430,7 +432,6 @@ class SQLiteConnection(Connection):
             return cur.execute(sql, params)
         except sqlite3.Error as exc:
             self._raise(exc)
-            raise  # unreachable: _raise always raises
 
     # ------------------------------------------------------------------ CRUD
 
@@ -455,7 +456,6 @@ class SQLiteConnection(Connection):
             return state.cur.execute(sql, tuple(values.values())).lastrowid  # type: ignore[union-attr,return-value]
         except sqlite3.Error as exc:
             self._raise(exc, names)
-            raise
 
     def _create_outside(self, table: str, values: Mapping[str, Any]) -> int:
         state = self._state
@@ -477,7 +477,6 @@ class SQLiteConnection(Connection):
             row_id = state.cur.execute(sql, tuple(row.values())).lastrowid  # type: ignore[union-attr]
         except sqlite3.Error as exc:
             self._raise(exc, names)
-            raise
         if after:
             self._fire(after, CrudEvent("after_create", table, row, None, row_id, self))
         return row_id  # type: ignore[return-value]
@@ -503,36 +502,32 @@ class SQLiteConnection(Connection):
             names = tuple(values_mapping(first, f"create_many() row 0 for {table!r}"))
             prepared = self._inserts_many.get((table, names))
             if prepared is None:
-                prepared = self._inserts_many[table, names] = self._prepare_many(table, names)
-            sql, getter = prepared
-            # Equal lengths plus every name present (the getter raises
-            # KeyError otherwise) mean every row has the same columns. Both
-            # run in C; a bad row stops executemany inside this transaction
-            # or savepoint, so its rollback leaves no row behind.
+                prepared = self._inserts_many[table, names] = (
+                    self._insert_sql(table, names),
+                    tuple(map(itemgetter, names)),
+                )
+            sql, getters = prepared
+            # Equal lengths plus every name present (a getter raises KeyError
+            # otherwise) mean every row has the same columns. Both run in C; a
+            # bad row stops executemany inside this transaction or savepoint,
+            # so its rollback leaves no row behind.
             try:
                 same = list(map(len, batch)).count(len(names)) == len(batch)
             except TypeError:
                 same = False
             if not same:
                 self._row_mismatch(table, batch, names, columns)
+            # One column iterator per name, zipped: zip reuses its result tuple
+            # once sqlite3 has bound it, which beats building a tuple per row.
+            params = zip(*[map(get, batch) for get in getters]) if getters else repeat((), len(batch))
             try:
-                state.cur.executemany(sql, map(getter, batch))  # type: ignore[union-attr]
+                state.cur.executemany(sql, params)  # type: ignore[union-attr]
             except (KeyError, TypeError, AttributeError):
                 self._row_mismatch(table, batch, names, columns)
                 raise
             except sqlite3.Error as exc:
                 self._raise(exc, names)
-                raise
         return len(batch)
-
-    def _prepare_many(self, table: str, names: tuple[str, ...]) -> tuple[str, Callable[[Any], tuple]]:
-        sql = self._insert_sql(table, names)
-        if len(names) > 1:
-            return sql, itemgetter(*names)
-        if names:
-            name = names[0]
-            return sql, lambda row: (row[name],)
-        return sql, lambda row: ()
 
     def _row_mismatch(self, table: str, batch: list, names: tuple[str, ...], columns: tuple[str, ...]) -> None:
         """Raise the error naming the first row whose columns differ from row 0's."""
@@ -578,7 +573,6 @@ class SQLiteConnection(Connection):
                 rows = cur.fetchall()
             except sqlite3.Error as exc:
                 self._raise(exc)
-                raise
             names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in rows]
 
