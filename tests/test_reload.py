@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from taskcatalog import Context, ContractError, LoadError, PluginError
+from taskcatalog import Context, ContractError, LoadError
 
 GOOD = "def app_entrypoint_v1(ctx):\n    return {value!r}\n"
 

@@ -6,13 +6,10 @@ import itertools
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .naming import check_customer_name
 from .plugins import PluginCaller
-
-if TYPE_CHECKING:
-    from .registry import Route
 
 __all__ = ["Context", "CallContext"]
 

@@ -23,6 +23,9 @@ __all__ = [
     "ContractError",
     "SchemaError",
     "MigrationError",
+    "DatabaseError",
+    "DatabaseLocked",
+    "UnknownBackend",
     "BatchFrozen",
     "BatchNotFound",
 ]
@@ -103,6 +106,21 @@ class SchemaError(CatalogError):
 
 class MigrationError(CatalogError):
     """A migration failed, or an applied migration was edited (drift)."""
+
+
+class DatabaseError(CatalogError):
+    """The database cannot be used: not a database, unwritable, closed, ...
+
+    ``path`` names the database file (``":memory:"`` for a memory database).
+    """
+
+
+class DatabaseLocked(DatabaseError):
+    """Another connection held the write lock for longer than the timeout."""
+
+
+class UnknownBackend(CatalogError, ValueError):
+    """No database backend is installed for the URL's scheme."""
 
 
 class BatchFrozen(CatalogError):

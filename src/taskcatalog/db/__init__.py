@@ -4,9 +4,9 @@
 backend. See docs/database.md for a guided tour.
 """
 
-from ..errors import MigrationError, SchemaError
+from ..errors import DatabaseError, DatabaseLocked, MigrationError, SchemaError, UnknownBackend
 from .backends import connect
-from .base import Connection, CrudEvent, DatabaseError, DatabaseLocked, UnknownBackend
+from .base import Connection, CrudEvent
 from .migrations import Migration, MigrationStatus
 from .sqlite import SQLiteConnection
 

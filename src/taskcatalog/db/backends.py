@@ -14,7 +14,8 @@ from importlib.metadata import entry_points
 from os import PathLike, fspath
 from typing import Any
 
-from .base import Connection, DatabaseError, UnknownBackend
+from ..errors import DatabaseError, UnknownBackend
+from .base import Connection
 from .sqlite import SQLiteConnection
 
 __all__ = ["connect", "backend"]

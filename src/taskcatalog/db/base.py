@@ -19,15 +19,12 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from ..errors import CatalogError, SchemaError
+from ..errors import SchemaError
 from .migrations import Migration, MigrationStatus
 
 __all__ = [
     "Connection",
     "CrudEvent",
-    "DatabaseError",
-    "DatabaseLocked",
-    "UnknownBackend",
     "EVENTS",
     "OPERATORS",
     "quote",
@@ -47,21 +44,6 @@ OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "in", "like")
 _COMPARE = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "like": "LIKE"}
 
 Row = dict[str, Any]
-
-
-class DatabaseError(CatalogError):
-    """The database cannot be used: not a database, unwritable, closed, ...
-
-    ``path`` names the database file (``":memory:"`` for a memory database).
-    """
-
-
-class DatabaseLocked(DatabaseError):
-    """Another connection held the write lock for longer than the timeout."""
-
-
-class UnknownBackend(CatalogError, ValueError):
-    """No database backend is installed for the URL's scheme."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,12 +36,10 @@ from os import PathLike, fspath
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..errors import MigrationError, SchemaError
+from ..errors import DatabaseError, DatabaseLocked, MigrationError, SchemaError
 from .base import (
     Connection,
     CrudEvent,
-    DatabaseError,
-    DatabaseLocked,
     Row,
     iter_rows,
     quote,
