@@ -327,3 +327,16 @@ def test_stale_bytecode_is_never_used(layout):
 
 def test_describe_json_serialisable(scale):
     assert json.loads(json.dumps(scale.catalog().describe("scale")))["name"] == "scale"
+
+
+@pytest.mark.parametrize(
+    ("interfaces", "plugins", "error", "message"),
+    [
+        ([], [], ValueError, "interfaces must name at least one folder"),
+        (5, [], TypeError, "interfaces must be a path or a list of paths, not 5"),
+        ("i", [None], TypeError, r"plugins must be a path or a list of paths, not \[None\]"),
+    ],
+)
+def test_bad_folder_arguments(interfaces, plugins, error, message):
+    with pytest.raises(error, match=message):
+        Catalog(interfaces, plugins)

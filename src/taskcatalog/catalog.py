@@ -86,6 +86,8 @@ class Catalog:
         pins: Pins | None = None,
     ) -> None:
         self._interface_dirs = _folders(interfaces, "interfaces")
+        if not self._interface_dirs:
+            raise ValueError("interfaces must name at least one folder")
         self._plugin_dirs = _folders(plugins, "plugins")
         if reload_interval is not None:
             if isinstance(reload_interval, bool) or not isinstance(reload_interval, (int, float)) or reload_interval < 0:
