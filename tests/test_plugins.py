@@ -200,7 +200,7 @@ def test_entrypoint_calling_an_undeclared_slot(layout):
         """,
     )
     catalog = layout.catalog()
-    with pytest.raises(CatalogError, match=r"loose v1 calls slot 'nowhere' but does not declare it \(declared: none\); add @slot\('nowhere', \.\.\.\)"):
+    with pytest.raises(CatalogError, match=r"loose v1 \(.*loose\.py:4\) calls slot 'nowhere' but does not declare it \(declared: none\); add @slot\('nowhere', \.\.\.\) to the entrypoint \[customer 'acme'\]"):
         catalog.call("loose", 1, Context("acme"))
 
 

@@ -334,12 +334,16 @@ def _call_slot(ctx: Any, slot_id: SlotId, args: tuple[Any, ...], kwargs: dict[st
 
 def _undeclared(ctx: Any, slot_id: object) -> CatalogError:
     declared = ", ".join(repr(s) for s in ctx._route.slots) or "none"
+    entry = ctx._route.entrypoint
     return CatalogError(
-        f"{ctx.interface} v{ctx.version} calls slot {slot_id!r} but does not declare it "
-        f"(declared: {declared}); add @slot({slot_id!r}, ...) to the entrypoint",
+        f"{entry.label} ({entry.where}) calls slot {slot_id!r} but does not declare it "
+        f"(declared: {declared}); add @slot({slot_id!r}, ...) to the entrypoint "
+        f"[customer {ctx.customer!r}]",
         interface=ctx.interface,
         version=ctx.version,
         customer=ctx.customer,
+        path=entry.path,
+        line=entry.line,
     )
 
 

@@ -420,7 +420,7 @@ class Snapshot:
         if entry is None:
             why = f" (customer {customer!r} is pinned to it)" if pinned else ""
             raise VersionNotFound(
-                f"interface {name!r} has no version {version}{why}; versions: {versions}",
+                f"interface {name!r} has no version {version}{why}; versions: {versions} ({interface.source.path})",
                 interface=name, version=version, customer=customer, path=interface.source.path)
         if _retired(entry, now):
             assert entry.deprecation is not None and entry.deprecation.sunset is not None
