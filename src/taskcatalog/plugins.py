@@ -4,9 +4,9 @@ An entrypoint declares its slots with ``@slot``; a customer's function fills
 one with ``@plugin_config``. Both decorators only attach plain data to the
 function and return it unchanged, so decorating costs nothing per call. The
 contract of a slot is checked once, when a plugin file is bound to an
-interface (``fit_problems``); the call path (``PluginCaller.call``) is a
-dictionary lookup, the plugin call and, when the slot declares ``returns``,
-one ``isinstance``.
+interface (``fit_problems``); the call path (``_call_slot``, behind both
+``ctx.plugins.call`` and ``call_if_present``) is a dictionary lookup, the
+plugin call and, when the slot declares ``returns``, one ``isinstance``.
 """
 
 from __future__ import annotations
