@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import pytest
 
 from taskcatalog.errors import CatalogError
 from taskcatalog.db import Connection, DatabaseError, Migration, SQLiteConnection, UnknownBackend, connect
-from taskcatalog.db.backends import backend, scheme_of
+from taskcatalog.db import backends
+from taskcatalog.db.backends import _scheme_of, backend
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SCHEMA = Migration("shop", "0001_orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, sku TEXT)")
@@ -88,7 +90,7 @@ def test_a_url_must_be_a_string_or_path():
     ],
 )
 def test_the_scheme_of_a_url(url, scheme):
-    assert scheme_of(url) == scheme
+    assert _scheme_of(url) == scheme
 
 
 def test_the_installed_entry_point_names_the_builtin_backend():
@@ -137,6 +139,45 @@ def test_a_backend_is_found_by_its_entry_point(plugin_path):
         connect("nope://x")
 
 
+def test_the_backend_lookup_reads_entry_points_once_per_sys_path(tmp_path, monkeypatch):
+    calls = []
+    real = backends.entry_points
+
+    def counting(**kwargs):
+        calls.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(backends, "entry_points", counting)
+    backend.cache_clear()
+    for n in range(3):
+        with connect(tmp_path / f"{n}.sqlite3"):
+            pass
+    assert calls == [{"group": "taskcatalog.databases"}]
+    monkeypatch.syspath_prepend(str(tmp_path))  # a new folder may hold new backends
+    assert backend("sqlite") is SQLiteConnection
+    assert len(calls) == 2
+    backend.cache_clear()  # what to call after installing into a folder already on sys.path
+    assert backend("sqlite") is SQLiteConnection
+    assert len(calls) == 3
+
+
+def test_a_failed_lookup_is_not_cached(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))  # sys.path stays the same from here on
+    with pytest.raises(UnknownBackend, match=r"^no database backend for the scheme 'fake'; known schemes: "):
+        connect("fake://x")
+    (tmp_path / "fake_backend.py").write_text(FAKE_BACKEND)
+    info = tmp_path / "fake_backend-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-backend\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[taskcatalog.databases]\nfake = fake_backend:FakeConnection\n")
+    importlib.invalidate_caches()  # the import system's own folder caches
+    try:
+        with connect("fake://x") as db:
+            assert type(db).__name__ == "FakeConnection"
+    finally:
+        sys.modules.pop("fake_backend", None)
+
+
 def test_a_broken_backend_is_named(plugin_path):
     with pytest.raises(DatabaseError, match=r"the database backend 'broken' \(fake_backend_missing:Nothing\) failed to import: No module named"):
         connect("broken://x")
@@ -156,9 +197,10 @@ def test_a_source_checkout_without_metadata_still_gets_sqlite(tmp_path):
         with connect({str(tmp_path / "plain.sqlite3")!r}) as db:
             print(type(db).__name__)
     """)
-    # -S: no site-packages, so no installed distribution metadata at all.
+    # -I: isolated (PYTHONPATH and user site-packages ignored); -S: no
+    # site-packages, so no installed distribution metadata at all.
     result = subprocess.run(
-        [sys.executable, "-S", "-B", "-c", script], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-I", "-S", "-B", "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "SQLiteConnection"
