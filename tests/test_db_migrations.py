@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import sqlite3
+import traceback
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
 
@@ -106,22 +108,66 @@ def test_a_failing_migration_leaves_nothing_of_itself(db, path):
         "CREATE TABLE first_table (id INTEGER);\nINSERT INTO first_table VALUES (1);\nCREATE TABLE orders (id INTEGER);",
         path="migrations/0002_bad.sql",
     )
-    with pytest.raises(
-        MigrationError,
-        match=r"(?s)migration shop/0002_bad \(migrations/0002_bad.sql\) failed at statement 3 of 3 on .*"
-        r"table orders already exists; nothing of it was applied.*CREATE TABLE orders",
-    ) as raised:
+    with pytest.raises(MigrationError) as raised:
         db.upgrade([ORDERS, bad, QTY])
+    assert str(raised.value) == (
+        f"migration shop/0002_bad (migrations/0002_bad.sql) failed at statement 3 of 3 (migrations/0002_bad.sql:3) "
+        f"on {path}: table orders already exists; nothing of it was applied\n  CREATE TABLE orders (id INTEGER);"
+    )
     assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
-    assert raised.value.path == "migrations/0002_bad.sql"
+    assert (raised.value.path, raised.value.line) == ("migrations/0002_bad.sql", 3)
     assert tables(path) == ["orders", "taskcatalog_migrations"]  # no first_table
     assert [s.state for s in db.migration_status([ORDERS, bad, QTY])] == ["applied", "pending", "pending"]
 
 
-def test_a_migration_cannot_control_the_transaction(db, path):
-    for sql in ("BEGIN; CREATE TABLE t (x);", "CREATE TABLE t (x); COMMIT;", "CREATE TABLE t (x);\n  -- note\n end"):
-        with pytest.raises(MigrationError, match=r"migration shop/0001_t controls transactions itself .*remove the statement"):
-            db.upgrade([Migration("shop", "0001_t", sql)])
+FAILING_FILE = """\
+-- 0002_prices.sql: two statements, then one that fails
+
+CREATE TABLE prices (sku TEXT, cents INTEGER);
+INSERT INTO prices VALUES ('a', 1);  /* a comment; with a semicolon */
+
+/* the failing one starts on line 7,
+   after this comment */ INSERT INTO
+    no_such_table VALUES (1);
+"""
+
+
+def test_a_failing_migration_names_the_file_and_line_of_its_statement(db, tmp_path, path):
+    folder = write(tmp_path / "migrations", {"0001_orders.sql": ORDERS.sql, "0002_prices.sql": FAILING_FILE})
+    with pytest.raises(MigrationError) as raised:
+        db.upgrade(folder, namespace="shop")
+    file = folder / "0002_prices.sql"
+    assert str(raised.value) == (
+        f"migration shop/0002_prices ({file}) failed at statement 3 of 3 ({file}:7) on {path}: "
+        f"no such table: no_such_table; nothing of it was applied\n  INSERT INTO"
+    )
+    assert (raised.value.path, raised.value.line) == (str(file), 7)
+    assert tables(path) == ["orders", "taskcatalog_migrations"]
+
+
+def test_a_failing_migration_without_a_file_names_the_line_of_its_sql(db):
+    with pytest.raises(MigrationError) as raised:
+        db.upgrade([Migration("shop", "0001_two", "CREATE TABLE a (x);\n\n  CREATE TABLE a (y);")])
+    assert str(raised.value).startswith("migration shop/0001_two failed at statement 2 of 2 (line 3) on ")
+    assert (raised.value.path, raised.value.line) == (db.label, 3)
+
+
+@pytest.mark.parametrize(
+    ("sql", "word", "line"),
+    [
+        ("BEGIN; CREATE TABLE t (x);", "BEGIN", 1),
+        ("CREATE TABLE t (x); COMMIT;", "COMMIT", 1),
+        ("CREATE TABLE t (x);\n  -- note\n end", "end", 3),
+    ],
+)
+def test_a_migration_cannot_control_the_transaction(db, path, sql, word, line):
+    with pytest.raises(MigrationError) as raised:
+        db.upgrade([Migration("shop", "0001_t", sql, path="m/0001_t.sql")])
+    assert str(raised.value) == (
+        f"migration shop/0001_t (m/0001_t.sql) controls transactions itself ({word} at m/0001_t.sql:{line}); "
+        f"each migration already runs in its own transaction: remove the statement"
+    )
+    assert (raised.value.path, raised.value.line) == ("m/0001_t.sql", line)
     assert tables(path) == []  # refused while reading, before the bookkeeping table exists
 
 
@@ -266,25 +312,63 @@ MANY = [
 ]
 
 
-def upgrade_worker(path, barrier, results):
-    """Run in a spawned process: wait for the other one, then upgrade."""
-    with connect(path) as db:
-        barrier.wait(timeout=60)
-        results.put(db.upgrade(MANY))
+def upgrade_worker(path, events):
+    """Run in a spawned process: upgrade, saying when the pending migrations have been read.
+
+    Every outcome goes to ``events``: ("waiting", pid) once upgrade() has read
+    what is pending and goes for the write lock, then ("applied", ids), or
+    ("error", traceback) before exiting non-zero.
+    """
+    try:
+        with connect(path) as db:
+            begin = db.session
+
+            def session():  # upgrade() reads the status, then opens its first session
+                if not told:
+                    told.append(True)
+                    events.put(("waiting", os.getpid()))
+                return begin()
+
+            told = []
+            db.session = session
+            events.put(("applied", db.upgrade(MANY)))
+    except BaseException:
+        events.put(("error", traceback.format_exc()))
+        raise
 
 
 def test_two_processes_upgrading_at_once_apply_each_migration_once(path):
     connect(path).close()  # create the file (and WAL mode) before the race
     context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(2)
-    results = context.Queue()
-    workers = [context.Process(target=upgrade_worker, args=(path, barrier, results)) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    applied = [results.get(timeout=60), results.get(timeout=60)]
-    for worker in workers:
-        worker.join(timeout=60)
-        assert worker.exitcode == 0
+    events = context.Queue()
+    workers = [context.Process(target=upgrade_worker, args=(path, events)) for _ in range(2)]
+    with closing(sqlite3.connect(path, isolation_level=None)) as holder:
+        # Hold the write lock until both workers have read the status: both
+        # see every migration pending, then race for each one.
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            for worker in workers:
+                worker.start()
+            waiting = []
+            while len(waiting) < 2:
+                kind, detail = events.get(timeout=60)
+                assert kind == "waiting", detail
+                waiting.append(detail)
+            assert sorted(waiting) == sorted(w.pid for w in workers)
+            holder.execute("ROLLBACK")
+            for worker in workers:
+                worker.join(timeout=60)
+            outcomes = [events.get(timeout=10) for _ in workers]
+            assert [w.exitcode for w in workers] == [0, 0], outcomes
+        finally:
+            if holder.in_transaction:
+                holder.execute("ROLLBACK")
+            for worker in workers:
+                if worker.is_alive():
+                    worker.terminate()
+                    worker.join(timeout=10)
+    assert [kind for kind, _ in outcomes] == ["applied", "applied"], outcomes
+    applied = [ids for _, ids in outcomes]
     assert sorted(applied[0] + applied[1]) == [m.id for m in MANY]
     assert len(records(path)) == len(MANY)
     with closing(sqlite3.connect(path)) as raw:
@@ -323,9 +407,9 @@ def test_a_migration_that_breaks_foreign_keys_is_rolled_back(db, path):
 
 def test_upgrade_with_nothing_pending_takes_no_write_lock(db, path):
     db.upgrade([ORDERS])
-    with closing(sqlite3.connect(path, isolation_level=None)) as holder:
+    with closing(sqlite3.connect(path, isolation_level=None)) as holder, connect(path, timeout=0.1) as quick:
         holder.execute("BEGIN IMMEDIATE")
         try:
-            assert db.upgrade([ORDERS]) == []  # would wait (30 s) for the lock otherwise
+            assert quick.upgrade([ORDERS]) == []  # DatabaseLocked after 0.1 s if it took the lock
         finally:
             holder.execute("ROLLBACK")

@@ -22,6 +22,7 @@ __all__ = [
     "Migration",
     "MigrationStatus",
     "Applied",
+    "Statement",
     "collect",
     "load_folder",
     "split_statements",
@@ -92,6 +93,26 @@ class Migration:
         """``namespace/id``, as messages name a migration."""
         where = f" ({self.path})" if self.path else ""
         return f"{self.namespace}/{self.id}{where}"
+
+    def location(self, line: int) -> str:
+        """``file:line`` of a line of this migration, or ``line N`` when it has no file."""
+        return f"{self.path}:{line}" if self.path else f"line {line}"
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One SQL statement of a migration, and the line of the migration's SQL
+    (1-based) where its text begins, leading comments skipped."""
+
+    line: int
+    sql: str
+
+    @property
+    def head(self) -> str:
+        """The statement's first line of SQL, for messages (cut at 120 characters)."""
+        body = self.sql[_LEADING_COMMENTS.match(self.sql).end():]  # type: ignore[union-attr]
+        first = body.splitlines()[0] if body else ""
+        return first if len(first) <= 120 else first[:117] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,41 +221,49 @@ def collect(
     return ordered
 
 
-def split_statements(migration: Migration) -> list[str]:
-    """The SQL statements of a migration, one by one.
+def split_statements(migration: Migration) -> list[Statement]:
+    """The SQL statements of a migration, one by one, each with its line.
 
     ``sqlite3.executescript`` would COMMIT on its own, so a backend runs the
     statements one at a time inside its own transaction. Text is cut at each
     ``;`` where ``sqlite3.complete_statement`` agrees a statement ends, which
     respects quotes, comments and ``CREATE TRIGGER ... BEGIN ... END;``.
     """
-    statements = []
+    sql = migration.sql
+    pieces = []  # (offset in sql, text)
+    offset = 0
     buffer = ""
-    for piece in migration.sql.split(";"):
+    for piece in sql.split(";"):
         buffer += piece + ";"
         if sqlite3.complete_statement(buffer):
-            statements.append(buffer)
+            pieces.append((offset, buffer))
+            offset += len(buffer)
             buffer = ""
     # The split added a ';' after the last piece; whatever is left is a final
     # statement without a semicolon, or only whitespace and comments.
     tail = buffer[:-1]
     if tail.strip():
-        statements.append(tail)
-    cleaned = []
-    for statement in statements:
-        body = statement[_LEADING_COMMENTS.match(statement).end():]  # type: ignore[union-attr]
+        pieces.append((offset, tail))
+    statements = []
+    for offset, text in pieces:
+        start = _LEADING_COMMENTS.match(text).end()  # type: ignore[union-attr]
+        body = text[start:]
         if not body.strip(" \t\r\n;"):
             continue
-        if _TRANSACTION.match(body):
+        line = sql.count("\n", 0, offset + start) + 1
+        control = _TRANSACTION.match(body)
+        if control:
             raise MigrationError(
-                f"migration {migration.name} controls transactions itself ({body.split()[0]}); "
-                f"each migration already runs in its own transaction: remove the statement",
+                f"migration {migration.name} controls transactions itself ({control.group(1)} at "
+                f"{migration.location(line)}); each migration already runs in its own transaction: "
+                f"remove the statement",
                 path=migration.path,
+                line=line,
             )
-        cleaned.append(statement.strip())
-    if not cleaned:
+        statements.append(Statement(line, text.strip()))
+    if not statements:
         raise MigrationError(f"migration {migration.name} has no SQL statements", path=migration.path)
-    return cleaned
+    return statements
 
 
 def status(migrations: list[Migration], applied: Mapping[tuple[str, str], Applied]) -> list[MigrationStatus]:

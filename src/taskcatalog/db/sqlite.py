@@ -764,17 +764,21 @@ class SQLiteConnection(Connection):
             before = self._tables()
             for number, statement in enumerate(statements, 1):
                 try:
-                    state.cur.execute(statement)  # type: ignore[union-attr]
+                    state.cur.execute(statement.sql)  # type: ignore[union-attr]
                 except sqlite3.Error as exc:
                     raise MigrationError(
                         f"migration {migration.name} failed at statement {number} of {len(statements)} "
-                        f"on {self._label}: {exc}; nothing of it was applied\n  {_first_line(statement)}",
+                        f"({migration.location(statement.line)}) on {self._label}: {exc}; "
+                        f"nothing of it was applied\n  {statement.head}",
                         path=migration.path or self._label,
+                        line=statement.line,
                     ) from exc
                 if not state.conn.in_transaction:  # type: ignore[union-attr]
                     raise MigrationError(
-                        f"migration {migration.name} ended the transaction at statement {number}",
+                        f"migration {migration.name} ended the transaction at statement {number} "
+                        f"({migration.location(statement.line)}); nothing of it was applied",
                         path=migration.path or self._label,
+                        line=statement.line,
                     )
             if self.foreign_keys:
                 broken = self._run(state, "PRAGMA foreign_key_check").fetchall()
@@ -889,11 +893,6 @@ class SQLiteConnection(Connection):
 def _code(exc: sqlite3.Error) -> int | None:
     code = getattr(exc, "sqlite_errorcode", None)
     return None if code is None else code & 0xFF
-
-
-def _first_line(statement: str) -> str:
-    line = statement.strip().splitlines()[0] if statement.strip() else ""
-    return line if len(line) <= 120 else line[:117] + "..."
 
 
 # Connections alive in this process, so a forked child can drop the parent's
