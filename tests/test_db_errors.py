@@ -29,8 +29,33 @@ def test_a_file_of_random_bytes_is_refused_at_connect_naming_it(tmp_path):
 def test_a_text_file_is_refused_too(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("These are my notes, not a database.\n" * 50)
-    with pytest.raises(DatabaseError, match=r"notes.txt is not a SQLite database"):
+    with pytest.raises(DatabaseError) as raised:
         connect(path)
+    assert str(raised.value) == f"{path} is not a SQLite database, or is damaged (file is not a database)"
+
+
+def test_damaged_pages_behind_a_valid_header_are_found_at_the_first_read(tmp_path):
+    path = tmp_path / "damaged.sqlite3"
+    with connect(path) as db:
+        db.upgrade([SCHEMA])
+        db.create_many("orders", [{"sku": f"sku-{n:04d}-" + "x" * 40} for n in range(2000)])
+    size = path.stat().st_size
+    with closing(sqlite3.connect(path)) as raw:
+        page = raw.execute("PRAGMA page_size").fetchone()[0]
+    assert size > 4 * page and not os.path.exists(f"{path}-wal")  # all pages are in the file
+    with open(path, "r+b") as file:  # page 1 (header and schema) intact; the middle of page 2 onward overwritten
+        file.seek(page + page // 2)
+        file.write(b"\xff" * (size - page - page // 2))
+    with connect(path) as db:  # opening reads the header only: the damage is not seen yet
+        with pytest.raises(DatabaseError) as raised:
+            db.read("orders", limit=3)
+    assert str(raised.value) == (
+        f"the database {path} is damaged (database disk image is malformed); restore it from a backup "
+        f"(PRAGMA integrity_check lists what is broken)"
+    )
+    assert raised.value.path == str(path)
+    assert isinstance(raised.value.__cause__, sqlite3.DatabaseError)
+    assert raised.value.__cause__.sqlite_errorname == "SQLITE_CORRUPT"
 
 
 @pytest.fixture
@@ -60,7 +85,7 @@ def test_a_lock_held_past_the_timeout_is_a_clear_error_naming_the_file(locked):
         lambda: db.upgrade([Migration("shop", "0002_more", "CREATE TABLE more (x)")]),
     ]
     for call in calls:
-        with pytest.raises(DatabaseLocked, match=message) as raised:
+        with pytest.raises(DatabaseLocked, match=rf"^{message} \(database is locked\); keep transactions short or raise timeout=$") as raised:
             call()
         assert isinstance(raised.value, DatabaseError) and raised.value.path == str(path)
         assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
@@ -74,8 +99,12 @@ def test_after_a_lock_timeout_the_connection_still_works(tmp_path):
         db.upgrade([SCHEMA])
         with closing(sqlite3.connect(path, isolation_level=None)) as holder:
             holder.execute("BEGIN IMMEDIATE")
-            with pytest.raises(DatabaseLocked):
+            with pytest.raises(DatabaseLocked) as raised:
                 db.create("orders", {"sku": "x"})
+            assert str(raised.value) == (
+                f"the database {path} is locked: another connection held it for more than 0.05 s "
+                f"(database is locked); keep transactions short or raise timeout="
+            )
             holder.execute("COMMIT")
         assert db.create("orders", {"sku": "y"}) == 1
 
@@ -101,7 +130,7 @@ def test_use_after_close_is_a_clear_error(tmp_path):
         lambda: db.migration_status(),
     ]
     for call in calls:
-        with pytest.raises(DatabaseError, match=message):
+        with pytest.raises(DatabaseError, match=f"^{message}$"):
             call()
     errors = []
 
@@ -121,8 +150,9 @@ def test_use_after_close_is_a_clear_error(tmp_path):
 def test_a_connection_closes_with_its_block(tmp_path):
     with connect(tmp_path / "block.sqlite3") as db:
         db.upgrade([SCHEMA])
-    with pytest.raises(DatabaseError, match="is closed"):
+    with pytest.raises(DatabaseError) as raised:
         db.read("orders")
+    assert str(raised.value) == f"the connection to {tmp_path / 'block.sqlite3'} is closed"
 
 
 def test_a_folder_that_cannot_be_created_is_named(tmp_path):
@@ -145,20 +175,71 @@ def test_missing_folders_are_created(tmp_path):
 
 
 def test_a_folder_is_not_a_database_file(tmp_path):
-    with pytest.raises(DatabaseError, match=rf"the database path {re.escape(str(tmp_path))} is a folder, not a file"):
+    with pytest.raises(DatabaseError, match=rf"^the database path {re.escape(str(tmp_path))} is a folder, not a file$"):
         connect(tmp_path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_a_read_only_folder_is_named(tmp_path):  # pragma: no cover - tests run as root here
+def test_an_unwritable_folder_is_named(tmp_path, monkeypatch):
+    # connect() asks os.access whether it may create files in the folder (WAL
+    # needs two beside the database). Root may write anywhere, so the answer
+    # a read-only folder gives an ordinary user is simulated for that folder only.
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    asked = []
+    real_access = os.access
+
+    def access(path, mode, **kwargs):
+        asked.append((os.fspath(path), mode))
+        if os.fspath(path) == str(folder) and mode & os.W_OK:
+            return False
+        return real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    path = folder / "db.sqlite3"
+    with pytest.raises(DatabaseError) as raised:
+        connect(path)
+    assert str(raised.value) == f"the folder {folder} of the database {path} is not writable"
+    assert raised.value.path == str(path)
+    assert asked == [(str(folder), os.W_OK | os.X_OK)]
+    assert list(folder.iterdir()) == []  # nothing was created
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere (see the test above)")
+def test_a_read_only_folder_is_named(tmp_path):
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o500)
     try:
-        with pytest.raises(DatabaseError, match=rf"the folder {re.escape(str(folder))} of the database .* is not writable"):
+        with pytest.raises(DatabaseError, match=rf"^the folder {re.escape(str(folder))} of the database .* is not writable$"):
             connect(folder / "db.sqlite3")
     finally:
         folder.chmod(0o700)
+
+
+def test_a_conflict_inside_one_connection_is_not_called_a_lock_timeout(tmp_path):
+    # SQLITE_LOCKED (6) is a statement conflicting with another statement of
+    # the same connection (or of a shared cache), not a wait that timed out.
+    # This layer's own calls cannot cause it (each statement is read to its
+    # end before the next runs, one connection per thread), so a real one is
+    # made on a plain sqlite3 connection and handed to the error mapping.
+    path = tmp_path / "locked-inside.sqlite3"
+    with connect(path, timeout=0.05) as db, closing(sqlite3.connect(path)) as raw:
+        db.upgrade([SCHEMA])
+        db.create_many("orders", [{"sku": "a"}, {"sku": "b"}])
+        reading = raw.execute("SELECT * FROM orders")
+        reading.fetchone()  # the statement is still open on the table
+        with pytest.raises(sqlite3.OperationalError) as conflict:
+            raw.execute("DROP TABLE orders")
+        reading.close()
+        assert conflict.value.sqlite_errorname == "SQLITE_LOCKED"
+        with pytest.raises(DatabaseError) as raised:
+            db._raise(conflict.value)
+    assert type(raised.value) is DatabaseError  # not DatabaseLocked: waiting longer would not help
+    assert str(raised.value) == (
+        f"the database {path} refused a statement (database table is locked): another statement of the same "
+        f"connection (or of a shared cache) still uses that table; finish or close that statement first"
+    )
+    assert raised.value.__cause__ is conflict.value
 
 
 @pytest.mark.parametrize(

@@ -317,15 +317,30 @@ class SQLiteConnection(Connection):
             raise self._closed_error() from exc
         code = _code(exc)
         message = str(exc)
-        if code in (_BUSY, _LOCKED):
+        if code == _BUSY:
             raise DatabaseLocked(
                 f"the database {self._label} is locked: another connection held it for more than "
                 f"{self.timeout:g} s ({message}); keep transactions short or raise timeout=",
                 path=self._label,
             ) from exc
-        if code in (_NOTADB, _CORRUPT):
+        if code == _LOCKED:
+            # Not a wait that timed out: SQLITE_LOCKED is a conflict inside one
+            # connection (a statement still reading a table another statement
+            # changes) or between connections sharing a cache. Retrying waits for nothing.
+            raise DatabaseError(
+                f"the database {self._label} refused a statement ({message}): another statement of the same "
+                f"connection (or of a shared cache) still uses that table; finish or close that statement first",
+                path=self._label,
+            ) from exc
+        if code == _NOTADB:
             raise DatabaseError(
                 f"{self._label} is not a SQLite database, or is damaged ({message})", path=self._label
+            ) from exc
+        if code == _CORRUPT:
+            raise DatabaseError(
+                f"the database {self._label} is damaged ({message}); restore it from a backup "
+                f"(PRAGMA integrity_check lists what is broken)",
+                path=self._label,
             ) from exc
         if code in (_READONLY, _IOERR, _FULL, _CANTOPEN):
             raise DatabaseError(f"cannot write the database {self._label}: {message}", path=self._label) from exc
