@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
+import threading
 from contextlib import closing
 
 import pytest
@@ -116,11 +117,71 @@ def test_backup_replaces_an_older_backup(db, tmp_path):
     assert integrity(target) == ("ok", 1)
 
 
-def test_backup_sees_committed_data_only(db, tmp_path):
-    with db.session():
-        db.create("orders", {"sku": "uncommitted"})
-        db.backup(tmp_path / "copy.sqlite3")
-    assert integrity(tmp_path / "copy.sqlite3") == ("ok", 0)
+def in_a_thread(work, seconds=60):
+    """Return work(), run in a thread of its own, or raise what it raised.
+
+    For calls that, broken, would wait forever: the test fails after
+    ``seconds`` instead of hanging the suite. ``work`` opens (and closes)
+    whatever it uses, so a hung thread holds nothing the test tears down.
+    """
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed to the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"still waiting after {seconds} s: the call hangs")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def test_backup_inside_a_session_copies_committed_data_without_waiting(tmp_path):
+    path, target = tmp_path / "main.sqlite3", tmp_path / "copy.sqlite3"
+
+    def work():
+        with connect(path) as db:
+            db.upgrade(SHOP)
+            db.create("orders", {"sku": "committed"})
+            with db.session():
+                db.create("orders", {"sku": "uncommitted"})
+                db.backup(target)  # its own connection: a WAL reader, which waits for no writer
+                copied = integrity(target)
+                db.create("orders", {"sku": "after the backup"})  # the session goes on
+            return copied, count(db, "orders")
+
+    assert in_a_thread(work) == (("ok", 1), 3)
+
+
+def test_backup_of_a_memory_database_inside_a_session_is_refused(tmp_path):
+    target = tmp_path / "copy.sqlite3"
+
+    def work():
+        with connect(":memory:") as db:
+            db.upgrade(SHOP)
+            db.create("orders", {"sku": "committed"})
+            with db.session():
+                db.create("orders", {"sku": "pending"})
+                with pytest.raises(DatabaseError) as refused:
+                    db.backup(target)
+                assert not target.exists()  # refused before touching anything
+                db.create("orders", {"sku": "after the refusal"})  # the session goes on
+            db.backup(target)  # outside the session it works
+            return refused.value
+
+    refused = in_a_thread(work)
+    assert str(refused) == (
+        "backup() of the :memory: database inside a session would wait forever for that session's own "
+        "transaction; call it after the session ends"
+    )
+    assert refused.path == ":memory:"
+    assert integrity(target) == ("ok", 3)
 
 
 def test_backup_of_a_memory_database(tmp_path):

@@ -858,13 +858,24 @@ class SQLiteConnection(Connection):
         The copy is one consistent snapshot of committed data, taken while
         other connections keep writing (WAL readers do not block writers). It
         replaces whatever database ``path`` held and is left in rollback
-        journal mode, a single self-contained file.
+        journal mode, a single self-contained file. Inside a session, a file
+        database's copy leaves out the session's uncommitted work; a memory
+        database's backup is refused there (DatabaseError).
         """
         if not isinstance(path, (str, PathLike)):
             raise TypeError(f"backup() path must be a str or path, not {type(path).__name__}")
         target = Path(fspath(path))
         if self._closed:
             raise self._closed_error()
+        if self._shared is not None and self._state.depth:
+            # The copy reads through the session's own connection, which holds
+            # the write transaction; CPython's Connection.backup retries on
+            # SQLITE_BUSY/LOCKED without limit, so it would wait forever.
+            raise DatabaseError(
+                f"backup() of the {MEMORY} database inside a session would wait forever for that session's "
+                f"own transaction; call it after the session ends",
+                path=self._label,
+            )
         if self.path is not None and (
             target.resolve() == self.path.resolve() or (target.exists() and os.path.samefile(target, self.path))
         ):
@@ -882,12 +893,13 @@ class SQLiteConnection(Connection):
             raise DatabaseError(f"cannot open the backup file {target}: {exc}", path=str(target)) from exc
         try:
             if self._shared is not None:
-                with self._gate:
+                with self._gate:  # waits for another thread's session to end
                     self._shared.backup(destination)
             else:
                 # A connection of its own reads committed data only, whatever
-                # session the calling thread may have open. pages=-1 (the
-                # default) copies in one step: one read snapshot throughout.
+                # session the calling thread may have open, and a WAL reader
+                # waits for no writer. pages=-1 (the default) copies in one
+                # step: one read snapshot throughout.
                 source = self._open()
                 try:
                     source.backup(destination)
