@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import sqlite3
 import threading
+from contextlib import closing
 
 import pytest
 
@@ -218,8 +221,10 @@ def test_a_callback_error_caught_inside_the_session_still_rolls_back_all_of_it(d
             with pytest.raises(DatabaseError, match=r"will be rolled back: a callback raised Boom: late") as doomed:
                 db.create("orders", {"sku": "after"})
             assert doomed.value.__cause__ is boom
-            with pytest.raises(DatabaseError, match="will be rolled back"):
+            with pytest.raises(DatabaseError, match=r"will be rolled back: a callback raised Boom: late; leave the session$"):
                 db.session().__enter__()
+            with pytest.raises(DatabaseError, match=r"will be rolled back: a callback raised Boom: late; leave the session$"):
+                db.read("orders")  # reads too: they would show work that is bound to vanish
     assert raised.value is boom  # raised again when the session ends
     assert db.read("orders") == [] and db.read("audit") == []
     db.create("orders", {"sku": "next"})  # the next session starts clean
@@ -260,3 +265,159 @@ def test_registering_a_callback_checks_its_arguments(db):
         db.on("after_create", "order", print)
     with pytest.raises(TypeError, match=r"callback for after_create on 'orders' must be callable, not str"):
         db.on("after_create", "orders", "print")
+
+
+# ---------------------------------------------------------------- transactions SQLite ends itself
+
+ENDING = [
+    Migration("strict", "0001_codes", "CREATE TABLE codes (id INTEGER PRIMARY KEY, code TEXT UNIQUE ON CONFLICT ROLLBACK)"),
+    Migration("strict", "0002_guarded", """
+        CREATE TABLE guarded (id INTEGER PRIMARY KEY, value TEXT);
+        CREATE TRIGGER guard BEFORE INSERT ON guarded WHEN NEW.value = 'bad'
+        BEGIN SELECT RAISE(ROLLBACK, 'bad value refused'); END;
+    """),
+]
+
+# A row SQLite refuses by rolling the whole transaction back (savepoints
+# included), the table it goes to, and SQLite's message.
+ENDERS = {
+    "unique-on-conflict-rollback": ("codes", {"code": "taken"}, "UNIQUE constraint failed: codes.code"),
+    "trigger-raise-rollback": ("guarded", {"value": "bad"}, "bad value refused"),
+}
+
+
+@pytest.fixture
+def strict(db):
+    db.upgrade(ENDING)
+    db.create("codes", {"code": "taken"})
+    return db
+
+
+def later_message(db, message):
+    return (
+        rf"^this session on {re.escape(db.label)} was rolled back by SQLite at IntegrityError: {re.escape(message)} "
+        rf"\(an error caught inside the session\); nothing of it will be committed: leave the session$"
+    )
+
+
+def exit_message(db, message):
+    return (
+        rf"^the session on {re.escape(db.label)} was rolled back by SQLite at IntegrityError: {re.escape(message)}, "
+        rf"an error caught inside the session; nothing of the session was committed$"
+    )
+
+
+def committed(db):
+    """What another connection sees: committed rows only."""
+    with closing(sqlite3.connect(db.path)) as raw:
+        return (
+            raw.execute("SELECT sku FROM orders ORDER BY id").fetchall(),
+            raw.execute("SELECT code FROM codes ORDER BY id").fetchall(),
+            raw.execute("SELECT value FROM guarded ORDER BY id").fetchall(),
+        )
+
+
+def refuse(db, table, row, how):
+    """Make SQLite end the transaction: the refused row alone, or inside a create_many."""
+    if how == "create":
+        db.create(table, row)
+    else:
+        db.create_many(table, [{key: "fine" for key in row}, row])
+
+
+def every_later_call(db):
+    return [
+        lambda: db.create("orders", {"sku": "after"}),
+        lambda: db.create_many("orders", [{"sku": "after"}]),
+        lambda: db.update("orders", {"sku": "outer"}, {"qty": 1}),
+        lambda: db.delete("orders", {"sku": "outer"}),
+        lambda: db.read("orders"),
+        lambda: db.get("orders", 1),
+        lambda: db.wipe(),
+        lambda: db.session().__enter__(),
+    ]
+
+
+@pytest.mark.parametrize("how", ["create", "create_many"])
+@pytest.mark.parametrize("case", ENDERS)
+def test_an_error_that_ends_the_transaction_dooms_a_flat_session(strict, case, how):
+    db = strict
+    table, row, message = ENDERS[case]
+    with pytest.raises(DatabaseError, match=exit_message(db, message)) as at_exit:
+        with db.session():
+            db.create("orders", {"sku": "outer"})
+            with pytest.raises(sqlite3.IntegrityError, match=f"^{re.escape(message)}$") as ended:
+                refuse(db, table, row, how)
+            # Caught and carried on: every later call refuses instead of
+            # writing in autocommit mode.
+            for call in every_later_call(db):
+                with pytest.raises(DatabaseError, match=later_message(db, message)) as later:
+                    call()
+                assert later.value.__cause__ is ended.value and later.value.path == db.label
+    assert at_exit.value.__cause__ is ended.value
+    assert committed(db) == ([], [("taken",)], [])
+    db.create("orders", {"sku": "next"})  # the next session starts clean
+    assert skus(db) == ["next"]
+
+
+@pytest.mark.parametrize("how", ["create", "create_many"])
+@pytest.mark.parametrize("case", ENDERS)
+def test_an_error_that_ends_the_transaction_dooms_the_outer_session_of_a_savepoint(strict, case, how):
+    db = strict
+    table, row, message = ENDERS[case]
+    with pytest.raises(DatabaseError, match=exit_message(db, message)) as at_exit:
+        with db.session():
+            db.create("orders", {"sku": "outer"})
+            with db.session():
+                db.create("orders", {"sku": "inner"})
+                with pytest.raises(sqlite3.IntegrityError, match=f"^{re.escape(message)}$") as ended:
+                    refuse(db, table, row, how)
+            # The savepoint ended quietly (there was nothing left to release);
+            # the outermost session raises.
+            with pytest.raises(DatabaseError, match=later_message(db, message)):
+                db.create("orders", {"sku": "after"})
+    assert at_exit.value.__cause__ is ended.value
+    assert committed(db) == ([], [("taken",)], [])
+
+
+@pytest.mark.parametrize("case", ENDERS)
+def test_a_caller_expecting_only_a_savepoint_undone_is_told_the_whole_session_is_gone(strict, case):
+    db = strict
+    table, row, message = ENDERS[case]
+    with pytest.raises(DatabaseError, match=exit_message(db, message)):
+        with db.session():
+            db.create("orders", {"sku": "outer"})
+            try:
+                with db.session():
+                    db.create("orders", {"sku": "inner"})
+                    db.create(table, row)
+            except sqlite3.IntegrityError as error:  # as one would for a savepoint
+                assert str(error) == message
+    assert committed(db) == ([], [("taken",)], [])
+
+
+def test_an_error_that_ends_the_transaction_outside_a_session_is_just_that_error(strict):
+    with pytest.raises(sqlite3.IntegrityError, match=r"^UNIQUE constraint failed: codes.code$"):
+        strict.create("codes", {"code": "taken"})
+    assert strict.create("codes", {"code": "new"}) == 2
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested"])
+def test_a_transaction_ended_behind_the_layers_back_is_never_committed(db, nested):
+    # No public call ends a transaction without an error passing through the
+    # layer; a ROLLBACK on its own sqlite3 connection stands in for one that would.
+    with pytest.raises(DatabaseError, match=(
+        rf"^the transaction of this session on "
+        rf"{re.escape(db.label)} ended before the session did \(SQLite rolled it back\); "
+        rf"nothing of the session was committed"
+    )):
+        with db.session():
+            db.create("orders", {"sku": "outer"})
+            if nested:
+                with db.session():
+                    db._state.conn.execute("ROLLBACK")
+                with pytest.raises(DatabaseError, match=r"^this session on .* was rolled back by SQLite"):
+                    db.create("orders", {"sku": "after"})
+            else:
+                db._state.conn.execute("ROLLBACK")
+    assert skus(db) == []

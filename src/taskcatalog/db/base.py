@@ -10,7 +10,6 @@ text from plain data, and registering and firing CRUD callbacks.
 from __future__ import annotations
 
 import abc
-import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -29,8 +28,6 @@ __all__ = [
     "OPERATORS",
     "quote",
 ]
-
-LOG = logging.getLogger("taskcatalog.db")
 
 EVENTS = (
     "before_create",
@@ -389,7 +386,7 @@ def _check_name(what: str, name: object) -> None:
         raise SchemaError(f"{what} must not contain NUL characters: {name!r}")
 
 
-def values_mapping(values: object, what: str) -> dict[str, Any]:
+def _values_mapping(values: object, what: str) -> dict[str, Any]:
     """``values`` as a dict, or TypeError naming what was passed instead."""
     if type(values) is dict:
         return values  # type: ignore[return-value]
@@ -398,7 +395,7 @@ def values_mapping(values: object, what: str) -> dict[str, Any]:
     return dict(values)
 
 
-def iter_rows(rows: object) -> Iterator[Any]:
+def _iter_rows(rows: object) -> Iterator[Any]:
     """Check that ``rows`` is a collection of rows rather than one row or a string."""
     if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
         raise TypeError(f"rows must be an iterable of mappings, not {type(rows).__name__}")

@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from itertools import repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from os import PathLike, fspath
 from pathlib import Path
 from typing import Any, NoReturn
@@ -41,9 +41,9 @@ from .base import (
     Connection,
     CrudEvent,
     Row,
-    iter_rows,
+    _iter_rows,
+    _values_mapping,
     quote,
-    values_mapping,
 )
 from .migrations import (
     BOOKKEEPING_DDL,
@@ -74,23 +74,10 @@ class _ThreadState(threading.local):
         self.conn: sqlite3.Connection | None = None
         self.cur: sqlite3.Cursor | None = None
         self.depth = 0  # session nesting: 0 outside, 1 in a transaction, >1 in savepoints
-        self.doomed: BaseException | None = None  # a callback raised: the session must roll back
-
-
-class _NoLock:
-    """Stands in for the memory-database lock where SQLite does the locking."""
-
-    def acquire(self) -> bool:
-        return True
-
-    def release(self) -> None:
-        pass
-
-    def __enter__(self) -> None:
-        pass
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
+        # Why the session must end in a rollback: the exception a callback
+        # raised, or the SQLite error that ended the transaction (ended_by_sqlite).
+        self.doomed: BaseException | None = None
+        self.ended_by_sqlite = False
 
 
 def _target(url: str | PathLike[str]) -> Path | None:
@@ -160,7 +147,9 @@ class SQLiteConnection(Connection):
         self._inserts: dict[tuple[str, tuple[str, ...]], str] = {}
         self._inserts_many: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[Callable[[Any], Any], ...]]] = {}
         self._shared: sqlite3.Connection | None = None
-        self._gate: threading.RLock | _NoLock = _NoLock()
+        # Threads take turns on a memory database's one connection; for files
+        # SQLite does the locking and the gate is a no-op.
+        self._gate: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if path is None:
             self._shared = self._open()
             self._gate = threading.RLock()
@@ -311,10 +300,19 @@ class SQLiteConnection(Connection):
         """Raise the error a caller should see for a sqlite3 error.
 
         Errors with nothing to add (constraint violations, for instance)
-        propagate unchanged.
+        propagate unchanged. Every sqlite3 error met inside a session passes
+        here, so this is where a transaction SQLite ended by itself is noticed.
         """
         if self._closed:
             raise self._closed_error() from exc
+        state = self._state
+        if state.depth and state.doomed is None and state.conn is not None and not state.conn.in_transaction:
+            # ON CONFLICT ROLLBACK, RAISE(ROLLBACK) in a trigger, and some
+            # SQLITE_FULL / SQLITE_IOERR cases roll the whole transaction back
+            # (savepoints included). A caller that catches the error and
+            # carries on would write in autocommit mode: doom the session.
+            state.doomed = exc
+            state.ended_by_sqlite = True
         code = _code(exc)
         message = str(exc)
         if code == _BUSY:
@@ -365,12 +363,22 @@ class SQLiteConnection(Connection):
         if state.depth and state.doomed is None:
             state.doomed = error
 
-    def _doomed_error(self, state: _ThreadState) -> DatabaseError:
-        return DatabaseError(
-            f"this session on {self._label} will be rolled back: a callback raised "
-            f"{type(state.doomed).__name__}: {state.doomed}; leave the session",
-            path=self._label,
-        )
+    def _refuse_if_doomed(self, state: _ThreadState) -> None:
+        """DatabaseError, chained from what doomed it, for any call in a session bound to roll back."""
+        doomed = state.doomed
+        if doomed is None:
+            return
+        if state.ended_by_sqlite:
+            message = (
+                f"this session on {self._label} was rolled back by SQLite at {type(doomed).__name__}: {doomed} "
+                f"(an error caught inside the session); nothing of it will be committed: leave the session"
+            )
+        else:
+            message = (
+                f"this session on {self._label} will be rolled back: a callback raised "
+                f"{type(doomed).__name__}: {doomed}; leave the session"
+            )
+        raise DatabaseError(message, path=self._label) from doomed
 
     # ------------------------------------------------------------------ sessions
 
@@ -379,36 +387,49 @@ class SQLiteConnection(Connection):
         state = self._state
         if state.cur is None:
             self._open_thread(state)
-        if state.doomed is not None:
-            raise self._doomed_error(state) from state.doomed
+        self._refuse_if_doomed(state)
         if state.depth:
             yield from self._savepoint(state)
             return
-        self._gate.acquire()
-        try:
-            # IMMEDIATE takes the write lock now, waiting up to the busy timeout.
-            self._run(state, "BEGIN IMMEDIATE")
-            state.depth = 1
+        with self._gate:
             try:
-                yield self
-            except BaseException:
-                self._rollback(state)
-                raise
-            doomed = state.doomed
-            if doomed is not None:
+                # IMMEDIATE takes the write lock now, waiting up to the busy timeout.
+                self._run(state, "BEGIN IMMEDIATE")
+                state.depth = 1
+                try:
+                    yield self
+                except BaseException:
+                    self._rollback(state)
+                    raise
+                self._commit(state)
+            finally:
+                state.depth = 0
+                state.doomed = None
+                state.ended_by_sqlite = False
+
+    def _commit(self, state: _ThreadState) -> None:
+        """End the outermost session: COMMIT, unless it is doomed or SQLite ended it."""
+        if state.doomed is None and not state.conn.in_transaction:  # type: ignore[union-attr]
+            raise self._ended_error()
+        doomed = state.doomed
+        if doomed is not None:
+            self._rollback(state)
+            if not state.ended_by_sqlite:
                 # The caller caught a callback's exception and carried on; the
                 # session is still rolled back, and the exception raised again.
-                self._rollback(state)
                 raise doomed
-            try:
-                self._run(state, "COMMIT")
-            except BaseException:
-                self._rollback(state)
-                raise
-        finally:
-            state.depth = 0
-            state.doomed = None
-            self._gate.release()
+            if not isinstance(doomed, sqlite3.Error):
+                raise doomed  # _ended_error(), from a savepoint that found the transaction gone
+            raise DatabaseError(
+                f"the session on {self._label} was rolled back by SQLite at {type(doomed).__name__}: {doomed}, "
+                f"an error caught inside the session; nothing of the session was committed",
+                path=self._label,
+            ) from doomed
+        try:
+            self._run(state, "COMMIT")
+        except BaseException:
+            self._rollback(state)
+            raise
 
     def _savepoint(self, state: _ThreadState) -> Iterator[SQLiteConnection]:
         name = f"tc_savepoint_{state.depth}"
@@ -417,6 +438,7 @@ class SQLiteConnection(Connection):
         try:
             yield self
         except BaseException:
+            # A doomed session (or one SQLite ended) rolls back whole at its end.
             if state.doomed is None and state.conn is not None and state.conn.in_transaction:
                 try:
                     self._run(state, f"ROLLBACK TO {name}")
@@ -425,9 +447,23 @@ class SQLiteConnection(Connection):
                     LOG.exception("%s: rolling back to savepoint %s failed", self._label, name)
             raise
         else:
-            self._run(state, f"RELEASE {name}")
+            if state.doomed is None:
+                if state.conn.in_transaction:  # type: ignore[union-attr]
+                    self._run(state, f"RELEASE {name}")
+                else:
+                    # Ended without an error passing through _raise: doom the
+                    # session all the same; the outermost session raises.
+                    state.doomed = self._ended_error()
+                    state.ended_by_sqlite = True
         finally:
             state.depth -= 1
+
+    def _ended_error(self) -> DatabaseError:
+        return DatabaseError(
+            f"the transaction of this session on {self._label} ended before the session did "
+            f"(SQLite rolled it back); nothing of the session was committed",
+            path=self._label,
+        )
 
     def _rollback(self, state: _ThreadState) -> None:
         conn = state.conn
@@ -457,23 +493,24 @@ class SQLiteConnection(Connection):
         if type(values) is not dict or type(table) is not str:
             if type(table) is not str:
                 self._columns(table)  # raises SchemaError
-            values = values_mapping(values, f"create() values for {table!r}")
+            values = _values_mapping(values, f"create() values for {table!r}")
         hooks = self._create_hooks.get(table)
         if hooks is not None:
             return self._create_hooked(state, table, values, hooks)
         names = tuple(values)
-        sql = self._inserts.get((table, names))
-        if sql is None:
-            sql = self._inserts[table, names] = self._insert_sql(table, names)
+        sql = self._inserts.get((table, names)) or self._prepare_insert(table, names)
         try:
             return state.cur.execute(sql, tuple(values.values())).lastrowid  # type: ignore[union-attr,return-value]
         except sqlite3.Error as exc:
             self._raise(exc, names)
 
+    def _prepare_insert(self, table: str, names: tuple[str, ...]) -> str:
+        """The INSERT of ``create()`` for these columns: checked once, then cached."""
+        sql = self._inserts[table, names] = self._insert_sql(table, names)
+        return sql
+
     def _create_outside(self, table: str, values: Mapping[str, Any]) -> int:
-        state = self._state
-        if state.doomed is not None:
-            raise self._doomed_error(state) from state.doomed
+        self._refuse_if_doomed(self._state)
         with self.session():
             return self.create(table, values)
 
@@ -501,18 +538,21 @@ class SQLiteConnection(Connection):
         statement; with callbacks each row is created (and fires them) in turn.
         Returns the number of rows; use ``create`` when you need the ids.
         """
-        batch = rows if type(rows) is list else list(iter_rows(rows))
+        batch = rows if type(rows) is list else list(_iter_rows(rows))
         columns = self._columns(table)
         if not batch:
             return 0
         with self.session():  # its own transaction, or a savepoint in the caller's session
             state = self._state
-            if self._create_hooks.get(table) is not None:
-                for row in batch:
-                    self.create(table, row)
+            hooks = self._create_hooks.get(table)
+            if hooks is not None:
+                for number, row in enumerate(batch):
+                    self._refuse_if_doomed(state)  # a callback raised and was caught
+                    row = _values_mapping(row, f"create_many() row {number} for {table!r}")
+                    self._create_hooked(state, table, row, hooks)
                 return len(batch)
             first = batch[0]
-            names = tuple(values_mapping(first, f"create_many() row 0 for {table!r}"))
+            names = tuple(_values_mapping(first, f"create_many() row 0 for {table!r}"))
             prepared = self._inserts_many.get((table, names))
             if prepared is None:
                 prepared = self._inserts_many[table, names] = (
@@ -545,7 +585,7 @@ class SQLiteConnection(Connection):
     def _row_mismatch(self, table: str, batch: list, names: tuple[str, ...], columns: tuple[str, ...]) -> None:
         """Raise the error naming the first row whose columns differ from row 0's."""
         for number, row in enumerate(batch):
-            row = values_mapping(row, f"create_many() row {number} for {table!r}")
+            row = _values_mapping(row, f"create_many() row {number} for {table!r}")
             for name in row:
                 self._column(table, columns, name)
             if set(row) != set(names):
@@ -578,6 +618,8 @@ class SQLiteConnection(Connection):
     def _query(self, sql: str, params: list[Any]) -> list[Row]:
         state = self._state
         cur = state.cur if state.cur is not None else self._open_thread(state)
+        if state.doomed is not None:
+            self._refuse_if_doomed(state)
         # A read outside a session is one statement in autocommit mode: SQLite
         # gives it a consistent snapshot without an explicit transaction.
         with self._gate:
@@ -591,7 +633,7 @@ class SQLiteConnection(Connection):
 
     def update(self, table: str, where: Mapping[str, Any], values: Mapping[str, Any]) -> int:
         """Set ``values`` on the rows matching ``where`` (never empty: see wipe)."""
-        values = values_mapping(values, f"update() values for {table!r}")
+        values = _values_mapping(values, f"update() values for {table!r}")
         if not values:
             raise ValueError(f"update() on {table!r} needs at least one column to set")
         # Build (and so validate) the statement before taking the write lock.
@@ -604,8 +646,7 @@ class SQLiteConnection(Connection):
 
     def _update(self, state: _ThreadState, table: str, where: Mapping[str, Any], values: dict[str, Any],
                 sql: str, params: list[Any]) -> int:
-        if state.doomed is not None:
-            raise self._doomed_error(state) from state.doomed
+        self._refuse_if_doomed(state)
         hooks = self._update_hooks.get(table)
         if hooks is not None and hooks[0]:
             values, where = dict(values), dict(where)
@@ -626,8 +667,7 @@ class SQLiteConnection(Connection):
         return self._delete(state, table, where, sql, params)
 
     def _delete(self, state: _ThreadState, table: str, where: Mapping[str, Any], sql: str, params: list[Any]) -> int:
-        if state.doomed is not None:
-            raise self._doomed_error(state) from state.doomed
+        self._refuse_if_doomed(state)
         hooks = self._delete_hooks.get(table)
         if hooks is not None and hooks[0]:
             where = dict(where)
@@ -691,7 +731,7 @@ class SQLiteConnection(Connection):
         if migrations is None:
             return [
                 MigrationStatus(a.namespace, a.id, "applied", None, a.checksum, a.applied_at)
-                for key, a in sorted(applied.items())
+                for a in sorted(applied.values(), key=attrgetter("namespace", "id"))
                 if namespace is None or a.namespace == namespace
             ]
         return status(collect(migrations, namespace), applied)
