@@ -9,6 +9,7 @@ from types import MappingProxyType
 import pytest
 
 from taskcatalog.db import Migration, SchemaError, connect
+from taskcatalog.db import sqlite as sqlite_backend
 
 ORDERS = Migration(
     "shop",
@@ -220,11 +221,122 @@ def test_odd_but_legal_names_are_quoted(tmp_path):
         assert db.update("order", {"select": "s"}, {'a"b': 2}) == 1
 
 
-def test_views_can_be_read(tmp_path):
-    with connect(tmp_path / "view.sqlite3") as db:
-        db.upgrade([ORDERS, Migration("shop", "0002_big", "CREATE VIEW big AS SELECT sku, qty FROM orders WHERE qty > 5")])
+# sqlite_master.sql keeps a comment between the column list and a table
+# option (STRICT, SQLite >= 3.37): text that must not pass for WITHOUT ROWID.
+TRICKY_OPTIONS = " /* ) WITHOUT ROWID */ STRICT" if sqlite3.sqlite_version_info >= (3, 37) else ""
+KINDS = Migration("shop", "0002_kinds", f"""
+    CREATE VIEW big AS SELECT id, sku, qty FROM orders WHERE qty > 5;
+    CREATE TABLE stock (sku TEXT PRIMARY KEY, count INTEGER) WITHOUT ROWID;
+    CREATE TABLE "odd" ("rowid" TEXT, value INTEGER);
+    CREATE TABLE hidden (rowid TEXT, _rowid_ TEXT, oid TEXT);
+    CREATE TABLE tricky (
+        note TEXT DEFAULT 'WITHOUT ROWID (not really)'  -- WITHOUT ROWID ) in a comment
+    ){TRICKY_OPTIONS};
+""")
+
+
+@pytest.fixture(params=["table_list", "sqlite_master"])
+def kinds(request, tmp_path, monkeypatch):
+    """A database with a view and a WITHOUT ROWID table, read through PRAGMA
+    table_list (SQLite >= 3.37) or through the fallback that parses sqlite_master.sql."""
+    if request.param == "sqlite_master":
+        monkeypatch.setattr(sqlite_backend, "_HAS_TABLE_LIST", False)
+    elif not sqlite_backend._HAS_TABLE_LIST:
+        pytest.skip(f"SQLite {sqlite3.sqlite_version} has no PRAGMA table_list")
+    with connect(tmp_path / "kinds.sqlite3") as db:
+        db.upgrade([ORDERS, KINDS])
         db.create_many("orders", [{"sku": "s", "qty": 1}, {"sku": "b", "qty": 9}])
-        assert db.read("big") == [{"sku": "b", "qty": 9}]
+        yield db
+
+
+def test_views_can_be_read(kinds):
+    assert kinds.read("big") == [{"id": 2, "sku": "b", "qty": 9}]
+    assert kinds.read("big", where={"sku": "b"}, order_by="-qty", limit=1) == [{"id": 2, "sku": "b", "qty": 9}]
+
+
+def test_get_refuses_a_view_saying_why(kinds):
+    with pytest.raises(SchemaError) as raised:
+        kinds.get("big", 2)
+    assert str(raised.value) == (
+        f"get() needs row ids, and 'big' in {kinds.label} is a view, whose rows have no row id: "
+        f"find its rows with read(where=...)"
+    )
+    assert raised.value.path == kinds.label
+
+
+@pytest.mark.parametrize(
+    ("verb", "call"),
+    [
+        ("create", lambda db: db.create("big", {"sku": "x", "qty": 7})),
+        ("create_many", lambda db: db.create_many("big", [{"sku": "x", "qty": 7}])),
+        ("update", lambda db: db.update("big", {"sku": "b"}, {"qty": 8})),
+        ("delete", lambda db: db.delete("big", {"sku": "b"})),
+    ],
+)
+def test_writes_to_a_view_are_refused_saying_why(kinds, verb, call):
+    for attempt in ("outside a session", "inside one"):
+        with pytest.raises(SchemaError) as raised:
+            if attempt == "inside one":
+                with kinds.session():
+                    call(kinds)
+            else:
+                call(kinds)
+        assert str(raised.value) == (
+            f"{verb}() on 'big' in {kinds.label}: it is a view, and views are read-only through this layer; "
+            f"write to the tables it reads from"
+        )
+    assert kinds.read("orders", order_by="id") == [{"id": 1, "sku": "s", "qty": 1, "note": None, "data": None},
+                                                   {"id": 2, "sku": "b", "qty": 9, "note": None, "data": None}]
+
+
+def test_a_without_rowid_table_refuses_get_and_create_saying_why(kinds):
+    with pytest.raises(SchemaError) as raised:
+        kinds.get("stock", 1)
+    assert str(raised.value) == (
+        f"get() needs row ids, and 'stock' in {kinds.label} is a WITHOUT ROWID table, whose rows have no row id: "
+        f"find its rows with read(where=...)"
+    )
+    kinds.create("orders", {"sku": "sets lastrowid"})  # create() would have returned this stale id
+    with pytest.raises(SchemaError) as raised:
+        kinds.create("stock", {"sku": "A-1", "count": 3})
+    assert str(raised.value) == (
+        f"create() needs row ids, and 'stock' in {kinds.label} is a WITHOUT ROWID table, whose rows have no row id: "
+        f"insert with create_many('stock', [row]), which returns a count"
+    )
+    assert kinds.read("stock") == []
+
+
+def test_a_without_rowid_table_takes_every_other_call(kinds):
+    assert kinds.create_many("stock", [{"sku": "A-1", "count": 3}, {"sku": "B-2", "count": 0}]) == 2
+    assert kinds.update("stock", {"sku": "A-1"}, {"count": 4}) == 1
+    assert kinds.delete("stock", {"count": 0}) == 1
+    assert kinds.read("stock") == [{"sku": "A-1", "count": 4}]
+    seen = []
+    kinds.on("after_create", "stock", lambda event: seen.append((event.values, event.result)))
+    assert kinds.create_many("stock", [{"sku": "C-3", "count": 1}]) == 1
+    assert seen == [({"sku": "C-3", "count": 1}, None)]  # no row id to report
+
+
+def test_a_column_named_rowid_does_not_hide_the_row_id(kinds):
+    row_id = kinds.create("odd", {"rowid": "mine", "value": 1})
+    assert kinds.get("odd", row_id) == {"rowid": "mine", "value": 1}
+    assert kinds.get("odd", row_id + 1) is None
+
+
+def test_columns_that_take_every_rowid_alias_leave_get_nothing_to_match(kinds):
+    row_id = kinds.create("hidden", {"rowid": "r", "_rowid_": "u", "oid": "o"})  # the row still has its id
+    assert row_id == 1
+    with pytest.raises(SchemaError) as raised:
+        kinds.get("hidden", row_id)
+    assert str(raised.value) == (
+        f"get() needs row ids, and 'hidden' in {kinds.label} has columns named rowid, _rowid_ and oid, "
+        f"which hide the row id: find its rows with read(where=...)"
+    )
+
+
+def test_without_rowid_in_a_default_or_a_comment_is_not_the_table_option(kinds):
+    row_id = kinds.create("tricky", {})
+    assert kinds.get("tricky", row_id) == {"note": "WITHOUT ROWID (not really)"}
 
 
 def test_a_table_another_connection_created_is_found_without_reopening(tmp_path):

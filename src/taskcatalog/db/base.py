@@ -13,7 +13,7 @@ import abc
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ __all__ = [
     "CrudEvent",
     "EVENTS",
     "OPERATORS",
+    "TableInfo",
     "quote",
 ]
 
@@ -62,6 +63,37 @@ class CrudEvent:
     db: Connection
 
 
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    """What the live schema says about one table or view (a backend's ``_load_schema`` builds these).
+
+    Rows of a view or of a ``WITHOUT ROWID`` table have no id, so ``get()``
+    and ``create()`` (which returns one) refuse them. ``rowid`` is how SQL
+    reaches the id: ``rowid``, or ``_rowid_`` / ``oid`` when a column takes
+    that name; None when there is no id or every alias is a column.
+    """
+
+    columns: tuple[str, ...]
+    view: bool = False
+    without_rowid: bool = False
+    rowid: str | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        name = None
+        if not (self.view or self.without_rowid):
+            taken = {column.lower() for column in self.columns}
+            name = next((alias for alias in ("rowid", "_rowid_", "oid") if alias not in taken), None)
+        object.__setattr__(self, "rowid", name)
+
+    def why_no_rowid(self) -> str:
+        """Why SQL cannot reach a row id, as the end of a sentence naming the table."""
+        if self.view:
+            return "is a view, whose rows have no row id"
+        if self.without_rowid:
+            return "is a WITHOUT ROWID table, whose rows have no row id"
+        return "has columns named rowid, _rowid_ and oid, which hide the row id"
+
+
 def quote(name: str) -> str:
     """Quote an identifier for SQL (double quotes, embedded quotes doubled).
 
@@ -88,8 +120,8 @@ class Connection(abc.ABC):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        # table -> its column names, as read from the live schema (see _columns).
-        self._schema: dict[str, tuple[str, ...]] = {}
+        # table -> what the live schema says about it (see _table).
+        self._schema: dict[str, TableInfo] = {}
         # Callbacks per operation: table -> (before callbacks, after callbacks).
         # Kept as tuples replaced whole, so the write path reads them without a lock.
         self._create_hooks: dict[str, tuple[tuple[Callable, ...], tuple[Callable, ...]]] = {}
@@ -166,8 +198,8 @@ class Connection(abc.ABC):
         """Close the connection; later calls raise ``DatabaseError``."""
 
     @abc.abstractmethod
-    def _load_schema(self) -> dict[str, tuple[str, ...]]:
-        """Read table (and view) names and their columns from the database."""
+    def _load_schema(self) -> dict[str, TableInfo]:
+        """Read the tables and views, their columns and whether rows have ids, from the database."""
 
     @abc.abstractmethod
     def _doom(self, error: BaseException) -> None:
@@ -218,41 +250,70 @@ class Connection(abc.ABC):
 
     # ------------------------------------------------------------------ names
 
-    def _refresh_schema(self) -> dict[str, tuple[str, ...]]:
+    def _refresh_schema(self) -> dict[str, TableInfo]:
         schema = self._load_schema()
         self._schema = schema
         return schema
 
-    def _columns(self, table: str) -> tuple[str, ...]:
-        """The columns of ``table``; SchemaError if it is not a table of this database.
+    def _table(self, table: str) -> TableInfo:
+        """What the schema says about ``table``; SchemaError if it is not a table of this database.
 
         A miss re-reads the schema once before failing: another process may
         have migrated since the cache was filled.
         """
-        columns = self._schema.get(table) if type(table) is str else None
-        if columns is None:
+        info = self._schema.get(table) if type(table) is str else None
+        if info is None:
             _check_name("a table name", table)
-            columns = self._refresh_schema().get(table)
-            if columns is None:
+            info = self._refresh_schema().get(table)
+            if info is None:
                 raise SchemaError(
                     f"no table {table!r} in {self.label}; tables: "
                     f"{_listing(sorted(self._schema), '(none yet: run upgrade() first)')}",
                     path=self.label,
                 )
-        return columns
+        return info
+
+    def _columns(self, table: str) -> tuple[str, ...]:
+        """The columns of ``table`` (see ``_table``)."""
+        return self._table(table).columns
 
     def _column(self, table: str, columns: tuple[str, ...], name: object) -> str:
         """``name`` if it is a column of ``table`` (re-reading the schema once)."""
         if name in columns and type(name) is str:
             return name
         _check_name(f"a column name for table {table!r}", name)
-        columns = self._refresh_schema().get(table, ())
+        info = self._refresh_schema().get(table)
+        columns = () if info is None else info.columns
         if name in columns:
             return name  # type: ignore[return-value]
         raise SchemaError(
             f"no column {name!r} in table {table!r} of {self.label}; columns: {_listing(columns, '(none)')}",
             path=self.label,
         )
+
+    def _rowid(self, table: str, verb: str, advice: str) -> str:
+        """How SQL names the row id of ``table``; SchemaError saying why when it cannot."""
+        info = self._table(table)
+        if info.rowid is None:
+            raise self._no_rowid(table, info, verb, advice)
+        return info.rowid
+
+    def _no_rowid(self, table: str, info: TableInfo, verb: str, advice: str) -> SchemaError:
+        return SchemaError(
+            f"{verb}() needs row ids, and {table!r} in {self.label} {info.why_no_rowid()}: {advice}",
+            path=self.label,
+        )
+
+    def _writable(self, table: str, verb: str) -> tuple[str, ...]:
+        """The columns of ``table``; SchemaError if it is a view (views are read-only here)."""
+        info = self._table(table)
+        if info.view:
+            raise SchemaError(
+                f"{verb}() on {table!r} in {self.label}: it is a view, and views are read-only "
+                f"through this layer; write to the tables it reads from",
+                path=self.label,
+            )
+        return info.columns
 
     # ------------------------------------------------------------------ SQL text
 
@@ -352,7 +413,7 @@ class Connection(abc.ABC):
                 f"{verb}() on {table!r} with an empty where would touch every row; "
                 f"pass a filter, or use wipe() to clear tables"
             )
-        return self._where_sql(table, self._columns(table), where)
+        return self._where_sql(table, self._writable(table, verb), where)
 
     def _update_sql(self, table: str, where: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[str, list[Any]]:
         clause, where_params = self._filter_sql("update", table, where)
@@ -364,8 +425,8 @@ class Connection(abc.ABC):
         clause, params = self._filter_sql("delete", table, where)
         return f"DELETE FROM {quote(table)} WHERE {clause}", params
 
-    def _insert_sql(self, table: str, names: tuple[str, ...]) -> str:
-        columns = self._columns(table)
+    def _insert_sql(self, table: str, names: tuple[str, ...], verb: str = "create") -> str:
+        columns = self._writable(table, verb)
         for name in names:
             self._column(table, columns, name)
         if not names:

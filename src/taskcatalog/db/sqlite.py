@@ -41,6 +41,7 @@ from .base import (
     Connection,
     CrudEvent,
     Row,
+    TableInfo,
     _iter_rows,
     _values_mapping,
     quote,
@@ -65,6 +66,13 @@ _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 # Primary result codes (the low byte of sqlite3.Error.sqlite_errorcode).
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
 _BINDING = re.compile(r"binding parameter (\d+)")
+# PRAGMA table_list (SQLite 3.37) tells WITHOUT ROWID tables (column wr) and
+# shadow tables apart; older versions fall back to reading sqlite_master.sql.
+_HAS_TABLE_LIST = sqlite3.sqlite_version_info >= (3, 37)
+# For that fallback: string literals, quoted names and comments, which may
+# hold any text, including "WITHOUT ROWID" and parentheses.
+_NOT_CODE = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?(?:\*/|$)""", re.DOTALL)
+_WITHOUT_ROWID = re.compile(r"\bWITHOUT\s+ROWID\b", re.IGNORECASE)
 
 
 class _ThreadState(threading.local):
@@ -496,7 +504,7 @@ class SQLiteConnection(Connection):
             values = _values_mapping(values, f"create() values for {table!r}")
         hooks = self._create_hooks.get(table)
         if hooks is not None:
-            return self._create_hooked(state, table, values, hooks)
+            return self._create_hooked(state, table, values, hooks)  # type: ignore[return-value]
         names = tuple(values)
         sql = self._inserts.get((table, names)) or self._prepare_insert(table, names)
         try:
@@ -506,6 +514,12 @@ class SQLiteConnection(Connection):
 
     def _prepare_insert(self, table: str, names: tuple[str, ...]) -> str:
         """The INSERT of ``create()`` for these columns: checked once, then cached."""
+        # create() returns the new row's id: refuse where there is none
+        # (lastrowid would be a stale id of another table).
+        self._writable(table, "create")
+        info = self._table(table)
+        if info.without_rowid:
+            raise self._no_rowid(table, info, "create", f"insert with create_many({table!r}, [row]), which returns a count")
         sql = self._inserts[table, names] = self._insert_sql(table, names)
         return sql
 
@@ -514,22 +528,28 @@ class SQLiteConnection(Connection):
         with self.session():
             return self.create(table, values)
 
-    def _create_hooked(self, state: _ThreadState, table: str, values: dict[str, Any], hooks: tuple) -> int:
+    def _create_hooked(
+        self, state: _ThreadState, table: str, values: dict[str, Any], hooks: tuple, rowid: bool = True
+    ) -> int | None:
+        """One create that fires callbacks; ``rowid=False`` (create_many into a
+        WITHOUT ROWID table) reports no id to the after_create callbacks."""
         before, after = hooks
         row = dict(values)
         if before:
             self._fire(before, CrudEvent("before_create", table, row, None, None, self))
         names = tuple(row)
-        sql = self._inserts.get((table, names))
-        if sql is None:
-            sql = self._inserts[table, names] = self._insert_sql(table, names)
+        if rowid:
+            sql = self._inserts.get((table, names)) or self._prepare_insert(table, names)
+        else:
+            sql = self._insert_sql(table, names, "create_many")
         try:
-            row_id = state.cur.execute(sql, tuple(row.values())).lastrowid  # type: ignore[union-attr]
+            cur = state.cur.execute(sql, tuple(row.values()))  # type: ignore[union-attr]
         except sqlite3.Error as exc:
             self._raise(exc, names)
+        row_id = cur.lastrowid if rowid else None
         if after:
             self._fire(after, CrudEvent("after_create", table, row, None, row_id, self))
-        return row_id  # type: ignore[return-value]
+        return row_id
 
     def create_many(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
         """Insert rows that all have the same columns; all of them or none.
@@ -539,7 +559,8 @@ class SQLiteConnection(Connection):
         Returns the number of rows; use ``create`` when you need the ids.
         """
         batch = rows if type(rows) is list else list(_iter_rows(rows))
-        columns = self._columns(table)
+        info = self._table(table)
+        columns = info.columns
         if not batch:
             return 0
         with self.session():  # its own transaction, or a savepoint in the caller's session
@@ -549,14 +570,14 @@ class SQLiteConnection(Connection):
                 for number, row in enumerate(batch):
                     self._refuse_if_doomed(state)  # a callback raised and was caught
                     row = _values_mapping(row, f"create_many() row {number} for {table!r}")
-                    self._create_hooked(state, table, row, hooks)
+                    self._create_hooked(state, table, row, hooks, not info.without_rowid)
                 return len(batch)
             first = batch[0]
             names = tuple(_values_mapping(first, f"create_many() row 0 for {table!r}"))
             prepared = self._inserts_many.get((table, names))
             if prepared is None:
                 prepared = self._inserts_many[table, names] = (
-                    self._insert_sql(table, names),
+                    self._insert_sql(table, names, "create_many"),
                     tuple(map(itemgetter, names)),
                 )
             sql, getters = prepared
@@ -608,11 +629,14 @@ class SQLiteConnection(Connection):
         return self._query(sql, params)
 
     def get(self, table: str, id: int) -> Row | None:
-        """The row whose rowid (its INTEGER PRIMARY KEY, if it has one) is ``id``."""
-        self._columns(table)
+        """The row whose rowid (its INTEGER PRIMARY KEY, if it has one) is ``id``.
+
+        SchemaError for a view or a WITHOUT ROWID table, whose rows have no id.
+        """
+        rowid = self._rowid(table, "get", "find its rows with read(where=...)")
         if isinstance(id, bool) or not isinstance(id, int):
             raise TypeError(f"get() id must be an int, not {type(id).__name__}")
-        rows = self._query(f"SELECT * FROM {quote(table)} WHERE rowid = ?", [id])
+        rows = self._query(f"SELECT * FROM {quote(table)} WHERE {rowid} = ?", [id])
         return rows[0] if rows else None
 
     def _query(self, sql: str, params: list[Any]) -> list[Row]:
@@ -680,18 +704,33 @@ class SQLiteConnection(Connection):
 
     # ------------------------------------------------------------------ schema
 
-    def _load_schema(self) -> dict[str, tuple[str, ...]]:
+    def _load_schema(self) -> dict[str, TableInfo]:
         rows = self._query(
-            "SELECT m.name AS table_name, p.name AS column_name FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p"
+            "SELECT m.name AS table_name, m.type AS type, m.sql AS sql, p.name AS column_name"
+            " FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p"
             " WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
             " AND m.name != ? ORDER BY m.name, p.cid",
             [BOOKKEEPING_TABLE],
         )
-        schema: dict[str, list[str]] = {}
+        columns: dict[str, list[str]] = {}
+        views = set()
+        without_rowid = set()
         for row in rows:
-            table, column = row.values()
-            schema.setdefault(table, []).append(column)
-        return {table: tuple(columns) for table, columns in schema.items()}
+            table = row["table_name"]
+            if table not in columns:
+                columns[table] = []
+                if row["type"] == "view":
+                    views.add(table)
+                elif not _HAS_TABLE_LIST and _declares_without_rowid(row["sql"]):
+                    without_rowid.add(table)
+            columns[table].append(row["column_name"])
+        if _HAS_TABLE_LIST:  # SQLite's own answer rather than reading the CREATE text
+            listed = self._query("SELECT name FROM pragma_table_list WHERE schema = 'main' AND wr", [])
+            without_rowid = {row["name"] for row in listed}
+        return {
+            table: TableInfo(tuple(names), view=table in views, without_rowid=table in without_rowid)
+            for table, names in columns.items()
+        }
 
     def _tables(self) -> set[str]:
         """Tables that hold user rows: not SQLite's own, not bookkeeping, not FTS shadows."""
@@ -960,6 +999,18 @@ class SQLiteConnection(Connection):
 def _code(exc: sqlite3.Error) -> int | None:
     code = getattr(exc, "sqlite_errorcode", None)
     return None if code is None else code & 0xFF
+
+
+def _declares_without_rowid(sql: str | None) -> bool:
+    """Whether a CREATE TABLE statement ends in WITHOUT ROWID (SQLite < 3.37 only).
+
+    Table options follow the last parenthesis once strings, quoted names and
+    comments are blanked out, so no column default or comment can fool it.
+    """
+    if not sql:
+        return False
+    code = _NOT_CODE.sub(lambda m: " " if m.group(0)[0] in "-/" else "x", sql)
+    return _WITHOUT_ROWID.search(code, code.rfind(")") + 1) is not None
 
 
 # Connections alive in this process, so a forked child can drop the parent's
