@@ -6,12 +6,13 @@ import multiprocessing
 import os
 import sqlite3
 import threading
+import warnings
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from taskcatalog.db import Migration, connect
+from taskcatalog.db import DatabaseError, Migration, connect
 
 SCHEMA = Migration("load", "0001_hits", "CREATE TABLE hits (id INTEGER PRIMARY KEY, writer TEXT, n INTEGER)")
 WRITERS = 4
@@ -154,28 +155,132 @@ def test_connections_of_finished_threads_are_closed(tmp_path):
         assert open_files() - before <= 3  # at most the last thread's database, WAL and shm
 
 
-def forked_child(db, writer):
-    """Run in a forked child, with the parent's Connection object inherited."""
+def forked_child(db, writer, report):
+    """Run in a forked child, with the parent's Connection object inherited.
+
+    Registers a callback (the parent held the callback lock at the fork),
+    writes, and reports the id() of the sqlite3 connection it wrote with.
+    """
+    created = []
+    db.on("after_create", "hits", lambda event: created.append(event.result))
     for n in range(20):
         db.create("hits", {"writer": writer, "n": n})
+    report.send((id(db._state.conn), len(created)))
     db.close()
 
 
-def test_a_forked_child_opens_its_own_connections(tmp_path):
-    import warnings
+def fork_quietly(children):
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() while threads run; none of ours do.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for child in children:
+            child.start()
 
+
+def test_a_forked_child_opens_its_own_connections_and_locks(tmp_path):
     with connect(tmp_path / "fork.sqlite3") as db:
         db.upgrade([SCHEMA])
         db.create("hits", {"writer": "parent", "n": 0})
+        parent_conn = id(db._state.conn)
         context = multiprocessing.get_context("fork")
-        children = [context.Process(target=forked_child, args=(db, f"child{i}")) for i in range(2)]
-        with warnings.catch_warnings():
-            # Python 3.12+ warns about fork() while threads run; none of ours do.
-            warnings.simplefilter("ignore", DeprecationWarning)
+        pipes = [context.Pipe(duplex=False) for _ in range(2)]
+        children = [
+            context.Process(target=forked_child, args=(db, f"child{i}", sender))
+            for i, (_, sender) in enumerate(pipes)
+        ]
+        try:
+            # As if another thread were inside on() at the moment of the fork:
+            # a child that kept this lock would wait for it forever.
+            with db._hooks_lock:
+                fork_quietly(children)
             for child in children:
-                child.start()
-        for child in children:
-            child.join(timeout=60)
-        assert [c.exitcode for c in children] == [0, 0]
+                child.join(timeout=60)
+            assert [c.exitcode for c in children] == [0, 0]
+            reports = [receiver.recv() for receiver, _ in pipes]
+        finally:
+            for child in children:
+                if child.is_alive():
+                    child.terminate()
+                    child.join(timeout=10)
+            for receiver, sender in pipes:
+                receiver.close()
+                sender.close()
+        # Each child wrote through a sqlite3 connection of its own (the
+        # parent's stays referenced in the child, so no new one can reuse its id).
+        assert [conn != parent_conn for conn, _ in reports] == [True, True]
+        assert [count for _, count in reports] == [20, 20]
+        assert id(db._state.conn) == parent_conn
         db.create("hits", {"writer": "parent", "n": 1})  # the parent's connection is untouched
         assert len(db.read("hits")) == 42
+
+
+def memory_child(db, report):
+    """Run in a forked child: try to use the parent's memory database."""
+    outcomes = []
+    for call in (lambda: db.read("hits"), lambda: db.create("hits", {"writer": "child", "n": 0})):
+        try:
+            call()
+            outcomes.append(("no error", ""))
+        except Exception as exc:
+            outcomes.append((type(exc).__name__, str(exc)))
+    db.close()  # nothing to close: the inherited connection is left alone
+    report.send((os.getpid(), outcomes))
+
+
+def test_a_forked_child_cannot_use_the_parents_memory_database():
+    with connect(":memory:") as db:
+        db.upgrade([SCHEMA])
+        db.create("hits", {"writer": "parent", "n": 0})
+        context = multiprocessing.get_context("fork")
+        receiver, sender = context.Pipe(duplex=False)
+        child = context.Process(target=memory_child, args=(db, sender))
+        try:
+            fork_quietly([child])
+            child.join(timeout=60)
+            assert child.exitcode == 0
+            pid, outcomes = receiver.recv()
+        finally:
+            if child.is_alive():
+                child.terminate()
+                child.join(timeout=10)
+            receiver.close()
+            sender.close()
+        message = (
+            f"the :memory: database of this connection lives in process {os.getpid()}, which opened it; "
+            f"this process ({pid}) was forked from it and cannot use it: open a database of its own here"
+        )
+        assert outcomes == [("DatabaseError", message)] * 2
+        assert db.read("hits") == [{"id": 1, "writer": "parent", "n": 0}]  # the parent's is untouched
+
+
+def test_a_session_open_at_a_fork_is_left_to_the_parent(tmp_path):
+    """A child forked inside a session must neither commit nor roll back the
+    parent's transaction when it leaves the ``with`` block."""
+    with connect(tmp_path / "fork-session.sqlite3") as db:
+        db.upgrade([SCHEMA])
+        read_end, write_end = os.pipe()
+        pid = None
+        try:
+            with db.session():
+                db.create("hits", {"writer": "parent", "n": 0})
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    pid = os.fork()
+        except DatabaseError as exc:
+            if pid == 0:
+                os.write(write_end, f"{type(exc).__name__}: {exc}".encode())
+                os._exit(0)
+            raise
+        finally:
+            if pid == 0:
+                os._exit(3)  # the child never runs the rest of the test
+        os.close(write_end)
+        _, status = os.waitpid(pid, 0)
+        with os.fdopen(read_end, "rb") as reader:
+            said = reader.read().decode()
+        assert os.waitstatus_to_exitcode(status) == 0, said
+        assert said == (
+            f"DatabaseError: a session on {db.label} ended in a process forked while it was open; "
+            f"it belongs to the parent process, which commits or rolls it back"
+        )
+        assert db.read("hits") == [{"id": 1, "writer": "parent", "n": 0}]  # the parent committed

@@ -147,6 +147,8 @@ class SQLiteConnection(Connection):
         self.synchronous = synchronous.upper()
         self.foreign_keys = bool(foreign_keys)
         self._closed = False
+        self._closed_reason: str | None = None  # set in a forked child: why it cannot use a memory database
+        self._pid = os.getpid()
         self._registry_lock = threading.Lock()
         self._conns: dict[int, sqlite3.Connection] = {}  # thread id -> its connection
         self._state = _ThreadState()
@@ -285,24 +287,37 @@ class SQLiteConnection(Connection):
         LOG.debug("closed %s", self._label)
 
     def _after_fork(self) -> None:
-        """In a child process: forget the parent's sqlite3 connections.
+        """In a child process: forget the parent's sqlite3 connections and locks.
 
         SQLite connections must not be used across fork(). Closing them here
         could disturb the parent's WAL files, so they are set aside unused and
-        the child opens its own on first use. Prefer the "spawn" start method.
+        the child opens its own file connections on first use. A memory
+        database exists only in the parent's connection, which may have been
+        inside another thread's transaction at the fork: the child may not use
+        it at all. Locks are replaced, as another thread may have held them.
+        Prefer the "spawn" start method.
         """
         _INHERITED.extend(self._conns.values())
         self._conns = {}
         self._registry_lock = threading.Lock()
+        self._hooks_lock = threading.Lock()
         self._state = _ThreadState()
         if self._shared is not None:
-            # A memory database lives in this process's copy of the connection.
-            self._gate = threading.RLock()
+            _INHERITED.append(self._shared)
+            self._shared = None
+            self._gate = contextlib.nullcontext()
+            if not self._closed:
+                self._closed = True
+                self._closed_reason = (
+                    f"the {MEMORY} database of this connection lives in process {self._pid}, which opened it; "
+                    f"this process ({os.getpid()}) was forked from it and cannot use it: "
+                    f"open a database of its own here"
+                )
 
     # ------------------------------------------------------------------ errors
 
     def _closed_error(self) -> DatabaseError:
-        return DatabaseError(f"the connection to {self._label} is closed", path=self._label)
+        return DatabaseError(self._closed_reason or f"the connection to {self._label} is closed", path=self._label)
 
     def _raise(self, exc: sqlite3.Error, columns: tuple[str, ...] = ()) -> NoReturn:
         """Raise the error a caller should see for a sqlite3 error.
@@ -407,7 +422,8 @@ class SQLiteConnection(Connection):
                 try:
                     yield self
                 except BaseException:
-                    self._rollback(state)
+                    if state is self._state:  # else forked inside the session: see _commit
+                        self._rollback(state)
                     raise
                 self._commit(state)
             finally:
@@ -417,6 +433,14 @@ class SQLiteConnection(Connection):
 
     def _commit(self, state: _ThreadState) -> None:
         """End the outermost session: COMMIT, unless it is doomed or SQLite ended it."""
+        if state is not self._state:
+            # This process was forked inside the session: the transaction is
+            # the parent's, on the parent's connection. Touch neither.
+            raise DatabaseError(
+                f"a session on {self._label} ended in a process forked while it was open; "
+                f"it belongs to the parent process, which commits or rolls it back",
+                path=self._label,
+            )
         if state.doomed is None and not state.conn.in_transaction:  # type: ignore[union-attr]
             raise self._ended_error()
         doomed = state.doomed
