@@ -4,9 +4,9 @@ An entrypoint declares its slots with ``@slot``; a customer's function fills
 one with ``@plugin_config``. Both decorators only attach plain data to the
 function and return it unchanged, so decorating costs nothing per call. The
 contract of a slot is checked once, when a plugin file is bound to an
-interface (``fit_problems``); the call path (``_call_slot``, behind both
-``ctx.plugins.call`` and ``call_if_present``) is a dictionary lookup, the
-plugin call and, when the slot declares ``returns``, one ``isinstance``.
+interface (``fit_problems``); the call path (``call_if_present``, which
+``ctx.plugins.call`` also uses) is a dictionary lookup, the plugin call and,
+when the slot declares ``returns``, one ``isinstance``.
 """
 
 from __future__ import annotations
@@ -294,12 +294,16 @@ class SlotBinding:
 _NOT_FOUND = (False, None)
 
 
-def _call_slot(ctx: Any, slot_id: SlotId, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bool, Any]:
-    """Run the customer's plugins in one slot of the running entrypoint.
+def call_if_present(ctx: Any, slot_id: SlotId, /, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
+    """Run the customer's plugins in slot ``slot_id`` of the running entrypoint.
 
-    The one implementation behind ``ctx.plugins.call`` and ``call_if_present``;
-    it is on the path of every plugin call, so it reads only precomputed
-    attributes of the ``SlotBinding``.
+    Returns ``(found, value)``: for a single slot ``value`` is the plugin's
+    result (``(False, None)`` without a plugin); for a ``many=True`` slot it is
+    the list of results, and ``found`` says whether there was any plugin.
+
+    The classic helper, and the one implementation behind
+    ``ctx.plugins.call``. It is on the path of every plugin call, so it reads
+    only precomputed attributes of the ``SlotBinding``.
     """
     try:
         binding = ctx._route.slots[slot_id]
@@ -356,13 +360,8 @@ class PluginCaller:
         self._ctx = ctx
 
     def call(self, slot_id: SlotId, /, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
-        """Run the plugins in ``slot_id``; return ``(found, value)``.
-
-        For a single slot ``value`` is the plugin's result (None when there is
-        no plugin); for a ``many=True`` slot it is the list of results, and
-        ``found`` says whether there was any plugin.
-        """
-        return _call_slot(self._ctx, slot_id, args, kwargs)
+        """Run the plugins in ``slot_id``; return ``(found, value)`` (see ``call_if_present``)."""
+        return call_if_present(self._ctx, slot_id, *args, **kwargs)
 
     def slots(self) -> list[SlotId]:
         """The slots the running entrypoint declares."""
@@ -373,7 +372,3 @@ class PluginCaller:
         binding = self._ctx._route.slots.get(slot_id)
         return bool(binding and binding.functions)
 
-
-def call_if_present(ctx: Any, slot_id: SlotId, /, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
-    """The classic helper: ``ctx.plugins.call(slot_id, *args, **kwargs)``, one step shorter."""
-    return _call_slot(ctx, slot_id, args, kwargs)
