@@ -189,6 +189,32 @@ def test_many_slot_runs_all_in_order(layout):
                            "customers": [{"customer": "acme", "plugins": ["add"]}]}
 
 
+@pytest.mark.parametrize(
+    ("body", "error", "message"),
+    [
+        ("raise ValueError('bad order')", PluginError,
+         r"customer 'acme', review v1, slot 'checks': plugin second \(.*acme/review\.py:8\) raised ValueError: bad order"),
+        ("return 3", ContractError, r"plugin second \(.*acme/review\.py:8\) returned int 3, expected str"),
+    ],
+)
+def test_a_failing_plugin_in_a_many_slot_is_named(layout, body, error, message):
+    layout.interface("review", MANY)
+    layout.plugin("acme", "review", f"""
+        from taskcatalog import plugin_config
+
+        @plugin_config(slot="checks")
+        def first(ctx, order):
+            return "fine"
+
+        @plugin_config(slot="checks", order=1)
+        def second(ctx, order):
+            {body}
+        """)
+    with pytest.raises(error, match=message) as info:
+        layout.catalog().call("review", 1, Context("acme"), order={})
+    assert info.value.line == 8 and info.value.customer == "acme"
+
+
 def test_entrypoint_calling_an_undeclared_slot(layout):
     layout.interface(
         "loose",
@@ -200,8 +226,9 @@ def test_entrypoint_calling_an_undeclared_slot(layout):
         """,
     )
     catalog = layout.catalog()
-    with pytest.raises(CatalogError, match=r"loose v1 \(.*loose\.py:4\) calls slot 'nowhere' but does not declare it \(declared: none\); add @slot\('nowhere', \.\.\.\) to the entrypoint \[customer 'acme'\]"):
+    with pytest.raises(CatalogError, match=r"loose v1 \(.*loose\.py:4\) calls slot 'nowhere' but does not declare it \(declared: none\); add @slot\('nowhere', \.\.\.\) to the entrypoint \[customer 'acme'\]") as info:
         catalog.call("loose", 1, Context("acme"))
+    assert (info.value.interface, info.value.version, info.value.line) == ("loose", 1, 4)
 
 
 def test_plugins_only_run_for_their_customer(layout):

@@ -337,17 +337,12 @@ def call_if_present(ctx: Any, slot_id: SlotId, /, *args: Any, **kwargs: Any) -> 
 
 
 def _undeclared(ctx: Any, slot_id: object) -> CatalogError:
-    declared = ", ".join(repr(s) for s in ctx._route.slots) or "none"
-    entry = ctx._route.entrypoint
-    return CatalogError(
-        f"{entry.label} ({entry.where}) calls slot {slot_id!r} but does not declare it "
-        f"(declared: {declared}); add @slot({slot_id!r}, ...) to the entrypoint "
-        f"[customer {ctx.customer!r}]",
-        interface=ctx.interface,
-        version=ctx.version,
-        customer=ctx.customer,
-        path=entry.path,
-        line=entry.line,
+    route = ctx._route
+    declared = ", ".join(repr(s) for s in route.slots) or "none"
+    return route.error(
+        CatalogError,
+        f"{route.entrypoint.label} ({route.entrypoint.where}) calls slot {slot_id!r} but does not declare it "
+        f"(declared: {declared}); add @slot({slot_id!r}, ...) to the entrypoint [customer {ctx.customer!r}]",
     )
 
 

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Mapping
 from types import FunctionType
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from .deprecation import Deprecation
 from .errors import (
@@ -53,6 +53,7 @@ from .results import Problem, ReloadReport
 LOG = logging.getLogger("taskcatalog.catalog")
 
 Pins = Mapping[str, Mapping[str, int]]  # customer -> interface -> version
+CatalogErrorT = TypeVar("CatalogErrorT", bound=CatalogError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +257,13 @@ class Route:
         if missing:
             parts.append(f"no value for required argument(s) {', '.join(map(repr, missing))}")
         accepted = ", ".join([*entry.params, *(["**kwargs"] if self.var_kw else [])]) or "no arguments"
-        return ArgumentError(
-            f"{entry.label} ({entry.where}): {'; '.join(parts)}; it accepts: {accepted}",
+        return self.error(ArgumentError, f"{entry.label} ({entry.where}): {'; '.join(parts)}; it accepts: {accepted}")
+
+    def error(self, kind: type[CatalogErrorT], message: str) -> CatalogErrorT:
+        """An error about this call, carrying its interface, version, customer, file and line."""
+        entry = self.entrypoint
+        return kind(
+            message,
             interface=self.interface,
             version=self.version,
             customer=self.customer,
