@@ -2,6 +2,7 @@
 
 import datetime as dt
 import logging
+import sys
 
 import pytest
 
@@ -34,6 +35,57 @@ def test_deprecated_warns_and_logs(layout, caplog):
     assert "old v2 is deprecated" in caplog.records[-1].getMessage()
     with pytest.warns(DeprecationWarning):
         assert catalog.call("old", 2, None) == 2  # every call, also from the memoised route
+
+
+def test_a_nested_call_of_a_deprecated_version_warns_at_the_ctx_call_line(layout):
+    layout.interface("old", VERSIONS.format(sunset="1999-01-01"))
+    caller = layout.interface(
+        "caller",
+        """
+        def caller_entrypoint_v1(ctx):
+            value = 0
+            value += ctx.call("old", 2)
+            return value
+        """,
+    )
+    catalog = layout.catalog()
+    for run in (catalog.call, catalog.run):
+        with pytest.warns(DeprecationWarning, match=r"^old v2 is deprecated") as caught:
+            run("caller", 1, {"customer": "acme"})
+        assert (caught[0].filename, caught[0].lineno) == (str(caller), 4)
+
+
+def test_run_of_a_deprecated_version_warns_at_the_callers_line(layout):
+    layout.interface("old", VERSIONS.format(sunset="1999-01-01"))
+    catalog = layout.catalog()
+    with pytest.warns(DeprecationWarning) as caught:
+        result = catalog.run("old", 2, None); line = sys._getframe().f_lineno  # noqa: E702
+    assert result.value == 2
+    assert (caught[0].filename, caught[0].lineno) == (__file__, line)
+
+
+def test_a_huge_sunset_date_loads_and_never_retires(layout):
+    layout.interface(
+        "far",
+        """
+        from taskcatalog import deprecated
+
+        @deprecated("use v2", sunset="9999-12-31")
+        def far_entrypoint_v1(ctx):
+            return 1
+
+        def far_entrypoint_v2(ctx):
+            return 2
+        """,
+    )
+    catalog = layout.catalog()
+    with pytest.warns(DeprecationWarning, match=r"retired after 9999-12-31"):
+        assert catalog.call("far", 1, None) == 1
+    assert catalog.call("far", "latest", None) == 2
+    assert catalog.describe("far")["versions"][0]["deprecated"] == {
+        "message": "use v2", "sunset": "9999-12-31", "retired": False,
+    }
+    assert catalog.check() == []
 
 
 def test_after_the_sunset_the_version_is_retired(layout):

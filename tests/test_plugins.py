@@ -130,6 +130,41 @@ def test_plugin_exception_becomes_plugin_error(scale):
     assert isinstance(info.value.__cause__, RuntimeError) and str(info.value.__cause__) == "no stock"
 
 
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [("raise RuntimeError('no stock')", PluginError), ("return 'x'", ContractError)],
+)
+def test_a_failing_plugin_error_carries_every_field_of_the_call(scale, body, error):
+    catalog = acme(scale, f"@plugin_config(version=1, slot='scale')\ndef f(ctx, a, b):\n    {body}\n")
+    with pytest.raises(error) as info:
+        catalog.call("scale", "latest", {"customer": "acme"}, x=1)
+    fields = {k: getattr(info.value, k) for k in ("interface", "version", "customer", "path", "line")}
+    assert fields == {
+        "interface": "scale",
+        "version": 1,
+        "customer": "acme",
+        "path": str(scale.plugins / "acme" / "scale.py"),
+        "line": 2,
+    }
+
+
+def test_a_plugin_file_that_fails_closed_names_the_version_called(scale):
+    catalog = acme(scale, "@plugin_config(version=1, slot='nope')\ndef f(ctx, a, b):\n    return 1.0\n")
+    with pytest.raises(ContractError, match=r"customer 'acme' cannot call 'scale': .*acme/scale\.py:2: plugin f fills slot 'nope'") as info:
+        catalog.call("scale", 1, Context("acme"), x=1)
+    assert (info.value.interface, info.value.version, info.value.customer, info.value.line) == ("scale", 1, "acme", 2)
+
+
+def test_a_long_plugin_error_message_is_quoted_briefly_on_one_line(scale):
+    catalog = acme(scale, "@plugin_config(version=1, slot='scale')\ndef f(ctx, a, b):\n    raise ValueError('line one\\n' + 'x' * 5000)\n")
+    with pytest.raises(PluginError) as info:
+        catalog.call("scale", 1, Context("acme"), x=1)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 600
+    assert message.endswith("raised ValueError: line one " + "x" * (300 - len("line one ") - 1) + "\u2026")
+    assert len(str(info.value.__cause__)) == len("line one \n") + 5000 - 1  # the cause keeps everything
+
+
 def test_wrong_return_type_is_contract_error_at_call_time(scale):
     catalog = acme(scale, "@plugin_config(version=1, slot='scale')\ndef f(ctx, a, b):\n    return str(a)\n")
     with pytest.raises(ContractError, match=r"plugin f \(.*\) returned str '1', expected float"):

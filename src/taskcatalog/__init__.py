@@ -26,8 +26,9 @@ from .errors import (
     VersionNotFound,
     VersionRetired,
 )
-from .plugins import call_if_present, plugin_config, slot
+from .plugins import plugin_config, slot
 from .results import CallResult, Problem, ReloadReport
+from .slots import call_if_present
 from .tasks import BaseTask
 
 # The library never configures logging; applications attach their handlers.

@@ -15,14 +15,19 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .context import CallContext, call_id_of, next_call_number
 from .errors import ArgumentError, CatalogError
-from .loading import scan
 from .naming import check_customer_name, check_interface_name
-from .registry import Pins, Route, Snapshot, reloaded
+from .reloading import reloaded
 from .results import CallResult, Problem, ReloadReport
+from .routes import Route
+from .scanning import scan
+from .snapshot import Pins, RouteKey, Snapshot
+
+if TYPE_CHECKING:
+    from .db import Connection
 
 __all__ = ["Catalog"]
 
@@ -93,8 +98,8 @@ class Catalog:
             if isinstance(reload_interval, bool) or not isinstance(reload_interval, (int, float)) or reload_interval < 0:
                 raise ValueError(f"reload_interval must be a number of seconds >= 0, not {reload_interval!r}")
         self._reload_interval = reload_interval
-        self._lock = threading.RLock()
-        self._swap(Snapshot(scan(self._interface_dirs, self._plugin_dirs), _check_pins(pins), self._lock))
+        self._lock = threading.RLock()  # one reload (or close) at a time
+        self._swap(Snapshot(scan(self._interface_dirs, self._plugin_dirs), _check_pins(pins)))
         # Monotonic time of the next automatic disk check; None disables it.
         self._next_scan: float | None = None if reload_interval is None else time.monotonic() + reload_interval
         self._closed = False
@@ -122,7 +127,7 @@ class Catalog:
         with self._lock:
             self._closed = True
             self._next_scan = None
-            self._swap(Snapshot(self._snapshot.tree, {}, self._lock))
+            self._swap(Snapshot(self._snapshot.tree, {}))
 
     # -- the call path ---------------------------------------------------
 
@@ -153,6 +158,9 @@ class Catalog:
         """Resolve and run one call: the hot path shared by ``call``, ``run`` and ``ctx.call``."""
         if self._next_scan is not None and time.monotonic() >= self._next_scan:
             self._poll()
+        customer: Any
+        data: Mapping[str, Any]
+        parent: str | None
         if type(ctx) is dict:  # the classic dict context, the commonest case
             customer, data, parent = ctx.get("customer", _MISSING), ctx, None
         elif ctx is None:
@@ -198,7 +206,7 @@ class Catalog:
                 raise route.argument_error(kwargs) from None
             raise
 
-    def _resolve(self, key: tuple[Any, Any, Any, type], cached: Route | None, ctx: Any) -> Route:
+    def _resolve(self, key: RouteKey, cached: Route | None, ctx: Any) -> Route:
         """The slow path of a call: validate, import what is needed, memoise the route.
 
         Deprecated routes come through here on every call, to be checked
@@ -213,15 +221,14 @@ class Catalog:
                 raise _bad_context(ctx)
             if customer is not None:
                 check_customer_name(customer)
-            snapshot = self._snapshot
-            route = snapshot.route(name, version, customer, self)
-            snapshot.routes[key] = route
+            route = self._snapshot.resolve(key, self)
         if route.deprecation is not None:
-            route.warn_deprecated(stacklevel=4)  # _resolve, _invoke, call/run, the caller
+            route.warn_deprecated()
         return route
 
-    def _customer_db(self, customer: str | None) -> Any:
-        """The customer's database for ``ctx.db``; None until a database is configured."""
+    def customer_database(self, customer: str) -> Connection | None:
+        """The customer's own database (``ctx.db``); None until a database is configured."""
+        check_customer_name(customer)
         return None
 
     # -- reload ------------------------------------------------------------
@@ -291,11 +298,10 @@ class Catalog:
             deprecation = None
             if entry.deprecation is not None:
                 sunset = entry.deprecation.sunset
-                retire_at = entry.deprecation.retire_at
                 deprecation = {
                     "message": entry.deprecation.message,
                     "sunset": sunset.isoformat() if sunset else None,
-                    "retired": retire_at is not None and now >= retire_at,
+                    "retired": entry.retired(now),
                 }
             versions.append({
                 "version": version,

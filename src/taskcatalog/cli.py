@@ -64,19 +64,19 @@ def _add_list(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(catalog: Catalog, args: argparse.Namespace, out: TextIO) -> int:
-    rows = []
+    rows: list[tuple[str, list[int], str | None]] = []
     for name in catalog.interfaces():
         try:
-            rows.append({"name": name, "versions": catalog.versions(name), "error": None})
+            rows.append((name, catalog.versions(name), None))
         except CatalogError as exc:
-            rows.append({"name": name, "versions": [], "error": str(exc)})
+            rows.append((name, [], str(exc)))
     if args.json:
-        print(_to_json(rows), file=out)
+        print(_to_json([{"name": n, "versions": v, "error": e} for n, v, e in rows]), file=out)
         return 0
-    width = max((len(row["name"]) for row in rows), default=0)
-    for row in rows:
-        detail = row["error"] or ", ".join(f"v{v}" for v in row["versions"]) or "no versions"
-        print(f"{row['name']:<{width}}  {detail}", file=out)
+    width = max((len(name) for name, _, _ in rows), default=0)
+    for name, versions, error in rows:
+        detail = error or ", ".join(f"v{v}" for v in versions) or "no versions"
+        print(f"{name:<{width}}  {detail}", file=out)
     if not rows:
         print("no interfaces", file=out)
     return 0

@@ -6,10 +6,14 @@ import itertools
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .naming import check_customer_name
-from .plugins import PluginCaller
+from .slots import PluginCaller
+
+if TYPE_CHECKING:
+    from .db import Connection
+    from .routes import Route
 
 __all__ = ["Context", "CallContext"]
 
@@ -49,7 +53,8 @@ class Context(_ReadOnlyData):
 
     @property
     def customer(self) -> str | None:
-        return self._data["customer"]
+        customer: str | None = self._data["customer"]
+        return customer
 
     def __repr__(self) -> str:
         data = ", ".join(f"{k}={v!r}" for k, v in self._data.items() if k != "customer")
@@ -88,10 +93,15 @@ class CallContext(_ReadOnlyData):
     reads the executor's context data (``ctx["customer"]``, ``ctx.get(k)``).
     """
 
-    # The catalog fills the slots itself (``CallContext.__new__`` and four
-    # stores, no __init__ frame on the call path); ``_log`` stays unset until
-    # first read.
+    # The contract with the catalog: its call path makes each call context
+    # with ``CallContext.__new__`` and fills these slots itself (no __init__
+    # frame on the hot path); ``slots.py`` reads ``_route``. ``_log`` stays
+    # unset until first read.
     __slots__ = ("_route", "_number", "parent_id", "_log")
+    _route: Route  # the resolved call: interface, version, customer, slot tables, host catalog
+    _number: int  # this process's call counter value; ``call_id`` formats it
+    parent_id: str | None  #: the call id of the call that made this one with ``ctx.call``, or None
+    _log: logging.LoggerAdapter[logging.Logger]
 
     def __init__(self) -> None:
         raise TypeError("CallContext is made by the catalog for each call; executors pass a Context")
@@ -117,8 +127,9 @@ class CallContext(_ReadOnlyData):
         return PluginCaller(self)
 
     @property
-    def db(self) -> Any:
-        return self._route.catalog._customer_db(self._route.customer)
+    def db(self) -> Connection | None:
+        customer = self._route.customer
+        return None if customer is None else self._route.host.customer_database(customer)
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -136,7 +147,7 @@ class CallContext(_ReadOnlyData):
 
     def call(self, name: str, version: int | str | None = None, /, **kwargs: Any) -> Any:
         """Call another interface for the same customer, recorded as a child call."""
-        return self._route.catalog.call(name, version, self, **kwargs)
+        return self._route.host.call(name, version, self, **kwargs)
 
     def __repr__(self) -> str:
         return (

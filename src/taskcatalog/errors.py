@@ -30,6 +30,31 @@ __all__ = [
     "BatchNotFound",
 ]
 
+# How much of another error's message one of ours may quote: a plugin that
+# recurses through ctx.call would otherwise nest every inner message.
+BRIEF_LIMIT = 300
+
+
+def location(path: str | None, line: int | None) -> str:
+    """``path:line``, or ``path`` when the line is unknown: how every message names a place."""
+    if path is None:
+        return f"line {line}" if line else "(unknown file)"
+    return f"{path}:{line}" if line else path
+
+
+def brief(text: object, limit: int = BRIEF_LIMIT) -> str:
+    """``str(text)`` on one line and at most ``limit`` characters, for quoting in a message.
+
+    A ``__str__`` that raises is named rather than propagated: an error
+    message must never fail to build.
+    """
+    try:
+        value = str(text)
+    except Exception as exc:  # noqa: BLE001 - any failure of a foreign __str__
+        value = f"<{type(text).__name__} whose str() raised {type(exc).__name__}>"
+    value = " ".join(value.split()) if "\n" in value or "\r" in value else value
+    return value if len(value) <= limit else value[: limit - 1] + "\u2026"
+
 
 class CatalogError(Exception):
     """Base class of every error raised by taskcatalog."""

@@ -1,8 +1,8 @@
-"""Finding interface and plugin files, importing them by path, reading what they define.
+"""Importing one interface or plugin file by path, and reading what it defines.
 
-Scanning only looks at the tree (``os.scandir`` and its cached ``stat``);
-importing happens later, one file at a time, when a call first needs it.
-Files are imported with ``importlib.util.spec_from_file_location`` under a
+A file is imported when a call first needs it (or by ``check()`` and
+``reload()``); the outcome is a ``LoadedInterface`` / ``LoadedPlugins``, or
+``Broken`` with the ``LoadError`` that every call of it raises. Files are imported with ``importlib.util.spec_from_file_location`` under a
 private module name derived from the file's path, so no ``__init__.py`` is
 needed, ``sys.path`` is never touched, ``plugins/acme/json.py`` cannot shadow
 the standard ``json``, and two customers' ``interface_a.py`` are two modules.
@@ -21,163 +21,30 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from types import CodeType, ModuleType
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import CodeType, ModuleType, TracebackType
 from typing import Any
 
 from .deprecation import DEPRECATION_ATTR, Deprecation
-from .errors import LoadError
-from .naming import is_customer_name, is_interface_name, parse_entrypoint
+from .errors import LoadError, location
+from .naming import parse_entrypoint
 from .plugins import PLUGIN_ATTR, SLOTS_ATTR, Plugin, PluginConfig, SlotContract, SlotId
 from .results import Problem
+from .scanning import PluginKey, SourceFile, Tree
 from .tasks import BaseTask
 
+__all__ = [
+    "Broken",
+    "Entrypoint",
+    "LoadedInterface",
+    "LoadedPlugins",
+    "import_file",
+    "load_interface",
+    "load_plugins",
+]
+
 LOG = logging.getLogger("taskcatalog.loading")
-
-Stamp = tuple[int, int, int]  # (inode, size, mtime_ns): a rename-over changes the inode
-
-
-@dataclass(frozen=True, slots=True)
-class SourceFile:
-    path: str  # absolute
-    stamp: Stamp
-
-
-PluginKey = tuple[str, str]  # (customer, interface)
-
-
-@dataclass(frozen=True, slots=True)
-class Tree:
-    """What the folders held at one scan: file paths and stamps, no imports."""
-
-    interfaces: Mapping[str, SourceFile] = field(default_factory=dict)
-    plugins: Mapping[PluginKey, SourceFile] = field(default_factory=dict)
-    # An interface name or plugin key found in more than one folder: every path.
-    duplicates: Mapping[str | PluginKey, tuple[str, ...]] = field(default_factory=dict)
-    problems: tuple[Problem, ...] = ()
-    unreadable: frozenset[str] = frozenset()  # folders that could not be listed
-    interface_dirs: tuple[str, ...] = ()
-
-    def customers(self) -> list[str]:
-        return sorted({customer for customer, _ in self.plugins})
-
-    def files(self) -> dict[str, SourceFile]:
-        """Every file by path, for comparing two scans."""
-        out = {s.path: s for s in self.interfaces.values()}
-        out.update((s.path, s) for s in self.plugins.values())
-        return out
-
-
-def _list_folder(folder: str, role: str, problems: list[Problem], unreadable: set[str]) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(folder) as it:
-            return sorted(it, key=lambda entry: entry.name)
-    except FileNotFoundError:
-        problems.append(Problem(folder, None, "folder", f"{role} folder {folder} does not exist"))
-    except NotADirectoryError:
-        problems.append(Problem(folder, None, "folder", f"{role} folder {folder} is not a folder"))
-    except OSError as exc:
-        problems.append(Problem(folder, None, "folder", f"cannot read {role} folder {folder}: {exc.strerror or exc}"))
-    unreadable.add(folder)
-    return []
-
-
-def _python_files(
-    entries: Iterable[os.DirEntry[str]], what: str, problems: list[Problem]
-) -> Iterable[tuple[str, SourceFile]]:
-    """``(stem, SourceFile)`` for each ``<identifier>.py``; private and hidden names are skipped."""
-    for entry in entries:
-        if not entry.name.endswith(".py") or entry.name.startswith(("_", ".")):
-            continue
-        stem = entry.name[:-3]
-        if not is_interface_name(stem):
-            problems.append(
-                Problem(entry.path, None, "name", f"{what} file name {entry.name!r} is not <identifier>.py; it is ignored")
-            )
-            continue
-        try:
-            st = entry.stat()
-        except OSError as exc:
-            problems.append(Problem(entry.path, None, "import", f"cannot read {entry.path}: {exc.strerror or exc}"))
-            continue
-        yield stem, SourceFile(entry.path, (st.st_ino, st.st_size, st.st_mtime_ns))
-
-
-def _keep(found: dict[Any, list[SourceFile]], key: Any, source: SourceFile) -> None:
-    found.setdefault(key, []).append(source)
-
-
-def scan(interface_dirs: Iterable[str], plugin_dirs: Iterable[str], previous: Tree | None = None) -> Tree:
-    """List the interface and plugin files of the folders.
-
-    When ``previous`` is given, files of a folder that cannot be read now are
-    carried over from it: a folder that vanishes for a moment during a deploy
-    must not take the catalog down (the failure is still reported).
-    """
-    interface_dirs = tuple(interface_dirs)
-    problems: list[Problem] = []
-    unreadable: set[str] = set()
-    interfaces: dict[str, list[SourceFile]] = {}
-    plugins: dict[PluginKey, list[SourceFile]] = {}
-
-    for folder in interface_dirs:
-        entries = _list_folder(folder, "interface", problems, unreadable)
-        found = list(_python_files(entries, "interface", problems))
-        if not found and folder not in unreadable:
-            problems.append(Problem(folder, None, "folder", f"interface folder {folder} holds no interface files"))
-        for name, source in found:
-            _keep(interfaces, name, source)
-
-    for folder in plugin_dirs:
-        for entry in _list_folder(folder, "plugin", problems, unreadable):
-            if entry.name.startswith(("_", ".")) or not entry.is_dir():
-                continue
-            if not is_customer_name(entry.name):
-                problems.append(
-                    Problem(entry.path, None, "name", f"plugin folder name {entry.name!r} is not a valid customer name; it is ignored")
-                )
-                continue
-            customer_entries = _list_folder(entry.path, f"customer {entry.name!r} plugin", problems, unreadable)
-            for name, source in _python_files(customer_entries, "plugin", problems):
-                _keep(plugins, (entry.name, name), source)
-
-    if previous is not None and unreadable:
-        def lost(path: str) -> bool:
-            return any(path.startswith(folder + os.sep) for folder in unreadable)
-
-        for name, source in previous.interfaces.items():
-            if name not in interfaces and lost(source.path):
-                interfaces[name] = [source]
-        for key, source in previous.plugins.items():
-            if key not in plugins and lost(source.path):
-                plugins[key] = [source]
-
-    duplicates: dict[str | PluginKey, tuple[str, ...]] = {}
-    for key, sources in [*interfaces.items(), *plugins.items()]:
-        if len(sources) > 1:
-            paths = tuple(s.path for s in sources)
-            duplicates[key] = paths
-            what = f"interface {key!r}" if isinstance(key, str) else f"customer {key[0]!r} plugin file for {key[1]!r}"
-            for path in paths:
-                problems.append(
-                    Problem(
-                        path,
-                        None,
-                        "duplicate",
-                        f"{what} is defined in more than one folder: {', '.join(paths)}",
-                        interface=key if isinstance(key, str) else key[1],
-                        customer=None if isinstance(key, str) else key[0],
-                    )
-                )
-    return Tree(
-        interfaces={k: v[0] for k, v in interfaces.items()},
-        plugins={k: v[0] for k, v in plugins.items()},
-        duplicates=duplicates,
-        problems=tuple(problems),
-        unreadable=frozenset(unreadable),
-        interface_dirs=interface_dirs,
-    )
 
 
 class _CompiledLoader(importlib.abc.InspectLoader):
@@ -209,7 +76,7 @@ def module_name(kind: str, path: str) -> str:
     return f"_taskcatalog_{kind}_{stem}_{digest}"
 
 
-def _error_line(tb: Any, path: str) -> int | None:
+def _error_line(tb: TracebackType | None, path: str) -> int | None:
     """The deepest line of ``path`` in a traceback: where the import actually failed."""
     line = None
     for frame in traceback.extract_tb(tb):
@@ -221,8 +88,7 @@ def _error_line(tb: Any, path: str) -> int | None:
 def import_file(path: str, kind: str, what: str) -> ModuleType:
     """Import ``path`` as a fresh module; any failure is a ``LoadError`` with file and line."""
     def fail(reason: str, line: int | None, cause: BaseException) -> LoadError:
-        where = f"{path}:{line}" if line else path
-        error = LoadError(f"cannot load {what} from {where}: {reason}", path=path, line=line)
+        error = LoadError(f"cannot load {what} from {location(path, line)}: {reason}", path=path, line=line)
         error.__cause__ = cause
         return error
 
@@ -258,15 +124,15 @@ def import_file(path: str, kind: str, what: str) -> ModuleType:
 def _line(target: Any) -> int | None:
     """The line a function or class starts on, without reading the file again."""
     code = getattr(target, "__code__", None)
-    if code is not None:
+    if isinstance(code, CodeType):
         return code.co_firstlineno
     if isinstance(target, type):
         # Python 3.13 records the class statement's line; before that the
         # closest cheap answer is the first method of the class itself.
         first = vars(target).get("__firstlineno__")
-        if first is not None:
+        if isinstance(first, int):
             return first
-        lines = [v.__code__.co_firstlineno for v in vars(target).values() if hasattr(v, "__code__")]
+        lines = [v.__code__.co_firstlineno for v in vars(target).values() if isinstance(getattr(v, "__code__", None), CodeType)]
         return min(lines, default=None)
     return None
 
@@ -296,7 +162,11 @@ class Entrypoint:
 
     @property
     def where(self) -> str:
-        return f"{self.path}:{self.line}" if self.line else self.path
+        return location(self.path, self.line)
+
+    def retired(self, now: float) -> bool:
+        """True when this version is past its sunset at POSIX time ``now``."""
+        return self.deprecation is not None and self.deprecation.retired(now)
 
 
 def read_entrypoint(interface: str, version: int, target: Any, path: str) -> Entrypoint | str:
@@ -395,3 +265,54 @@ def read_plugins(customer: str, interface: str, source: SourceFile) -> LoadedPlu
     plugins = sorted(found.values(), key=lambda p: (p.config.order, p.line or 0))
     LOG.debug("loaded %d plugin(s) of customer %s for %s from %s", len(plugins), customer, interface, source.path)
     return LoadedPlugins(customer, interface, source, tuple(plugins))
+
+
+@dataclass(frozen=True, slots=True)
+class Broken:
+    """A file that failed to load, kept so that the failure is not retried on every call."""
+
+    source: SourceFile
+    error: LoadError
+
+    def problem(self, interface: str | None = None, customer: str | None = None) -> Problem:
+        return Problem(self.source.path, self.error.line, "import", self.error.message, interface, customer)
+
+
+def load_interface(tree: Tree, name: str) -> LoadedInterface | Broken:
+    """Import interface ``name`` of ``tree`` (which must list it); a failure is ``Broken``."""
+    source = tree.interfaces[name]
+    if name in tree.duplicates:
+        paths = ", ".join(tree.duplicates[name])
+        error = LoadError(
+            f"interface {name!r} is defined in more than one folder ({paths}); keep one",
+            interface=name,
+            path=source.path,
+        )
+        return Broken(source, error)
+    try:
+        return read_interface(name, source)
+    except LoadError as exc:
+        exc.interface = name
+        LOG.error("%s", exc)
+        return Broken(source, exc)
+
+
+def load_plugins(tree: Tree, key: PluginKey) -> LoadedPlugins | Broken:
+    """Import the plugin file ``key`` (customer, interface) of ``tree``; a failure is ``Broken``."""
+    source = tree.plugins[key]
+    customer, name = key
+    if key in tree.duplicates:
+        paths = ", ".join(tree.duplicates[key])
+        error = LoadError(
+            f"for {name!r} is in more than one plugin folder ({paths}); keep one",
+            interface=name,
+            customer=customer,
+            path=source.path,
+        )
+        return Broken(source, error)
+    try:
+        return read_plugins(customer, name, source)
+    except LoadError as exc:
+        exc.interface, exc.customer = name, customer
+        LOG.error("%s", exc)
+        return Broken(source, exc)

@@ -74,6 +74,3 @@ def parse_entrypoint(attr: str, interface: str) -> tuple[int | None, str | None]
         )
     return int(version_match[1]), None
 
-
-def entrypoint_name(interface: str, version: int) -> str:
-    return f"{interface}_entrypoint_v{version}"

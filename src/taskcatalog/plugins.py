@@ -1,25 +1,22 @@
-"""Plugin slots: the markers, the contracts, and the caller behind ``ctx.plugins``.
+"""Plugin slots as plain data: the ``@slot`` and ``@plugin_config`` markers.
 
 An entrypoint declares its slots with ``@slot``; a customer's function fills
 one with ``@plugin_config``. Both decorators only attach plain data to the
-function and return it unchanged, so decorating costs nothing per call. The
-contract of a slot is checked once, when a plugin file is bound to an
-interface (``fit_problems``); the call path (``call_if_present``, which
-``ctx.plugins.call`` also uses) is a dictionary lookup, the plugin call and,
-when the slot declares ``returns``, one ``isinstance``.
+function and return it unchanged, so decorating costs nothing per call.
+Checking a plugin against its slot's contract happens once, when a plugin
+file is bound to an interface (``binding.py``); calling the plugins of a
+slot is ``slots.py``.
 """
 
 from __future__ import annotations
 
-import inspect
-import typing
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import CatalogError, ContractError, PluginError
+from .errors import location
 
-__all__ = ["plugin_config", "slot", "call_if_present", "SlotContract", "PluginConfig"]
+__all__ = ["plugin_config", "slot", "SlotContract", "PluginConfig", "Plugin", "SlotId"]
 
 SlotId = str | int
 
@@ -30,7 +27,8 @@ PLUGIN_ATTR = "__taskcatalog_plugin__"
 _PROMOTIONS: dict[type, tuple[type, ...]] = {float: (float, int), complex: (complex, float, int)}
 
 
-def _accepted(types: tuple[type, ...]) -> tuple[type, ...]:
+def accepted_types(types: tuple[type, ...]) -> tuple[type, ...]:
+    """The classes ``isinstance`` must accept for declared ``types`` (the numeric tower applied)."""
     out: list[type] = []
     for kind in types:
         for accepted in _PROMOTIONS.get(kind, (kind,)):
@@ -39,9 +37,10 @@ def _accepted(types: tuple[type, ...]) -> tuple[type, ...]:
     return tuple(out)
 
 
-def _type_name(kind: Any) -> str:
+def type_name(kind: Any) -> str:
+    """How messages name a type or a tuple of types: ``int``, ``int | float``."""
     if isinstance(kind, tuple):
-        return " | ".join(_type_name(k) for k in kind)
+        return " | ".join(type_name(k) for k in kind)
     return getattr(kind, "__qualname__", None) or repr(kind)
 
 
@@ -64,14 +63,14 @@ class SlotContract:
     def describe(self) -> dict[str, Any]:
         return {
             "slot": self.id,
-            "args": None if self.args is None else {n: _type_name(t) for n, t in self.args},
-            "returns": None if self.returns is None else _type_name(self.returns),
+            "args": None if self.args is None else {n: type_name(t) for n, t in self.args},
+            "returns": None if self.returns is None else type_name(self.returns),
             "many": self.many,
         }
 
     def signature(self) -> str:
-        args = "..." if self.args is None else ", ".join(f"{n}: {_type_name(t)}" for n, t in self.args)
-        returns = "" if self.returns is None else f" -> {_type_name(self.returns)}"
+        args = "..." if self.args is None else ", ".join(f"{n}: {type_name(t)}" for n, t in self.args)
+        returns = "" if self.returns is None else f" -> {type_name(self.returns)}"
         return f"(ctx, {args}){returns}"
 
 
@@ -110,7 +109,7 @@ def slot(
     if not isinstance(many, bool):
         raise TypeError(f"@slot({slot_id!r}): many must be True or False")
     contract = SlotContract(
-        slot_id, arg_items, return_types, many, None if return_types is None else _accepted(return_types)
+        slot_id, arg_items, return_types, many, None if return_types is None else accepted_types(return_types)
     )
 
     def mark(target: Any) -> Any:
@@ -192,178 +191,6 @@ class Plugin:
 
     @property
     def where(self) -> str:
-        return f"{self.name} ({self.path}:{self.line})" if self.line else f"{self.name} ({self.path})"
+        return f"{self.name} ({location(self.path, self.line)})"
 
-
-def _subclass(inner: Any, outer: Any) -> bool | None:
-    """issubclass with the numeric tower, or None when either is not a plain class."""
-    if not isinstance(inner, type) or not isinstance(outer, type):
-        return None
-    return issubclass(inner, _accepted((outer,)))
-
-
-def fit_problems(plugin: Plugin, contract: SlotContract) -> list[str]:
-    """Reasons why ``plugin`` cannot fill a slot with ``contract`` (empty: it fits)."""
-    try:
-        signature = inspect.signature(plugin.function)
-    except (TypeError, ValueError) as exc:
-        return [f"its signature cannot be read: {exc}"]
-    params = list(signature.parameters.values())
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if not params or params[0].kind not in (*positional, inspect.Parameter.VAR_POSITIONAL):
-        return ["its first parameter must take the call context"]
-    if contract.args is None:
-        return []
-    names = [name for name, _ in contract.args]
-    problems = []
-    try:
-        signature.bind(None, **dict.fromkeys(names))
-    except TypeError as exc:
-        problems.append(f"it cannot take the slot's arguments by name: {exc}")
-    try:
-        bound = signature.bind(None, *names).arguments
-    except TypeError as exc:
-        problems.append(f"it cannot take the slot's arguments by position: {exc}")
-    else:
-        var_positional = next((p.name for p in params if p.kind is p.VAR_POSITIONAL), None)
-        for name in names:
-            if bound.get(name) != name and not (var_positional and name in bound.get(var_positional, ())):
-                problems.append(f"argument {name!r} is not its parameter {name!r} in position")
-                break
-    try:
-        hints = typing.get_type_hints(plugin.function)
-    except Exception:  # unresolvable string annotations: nothing to compare
-        hints = {}
-    for name, declared in contract.args:
-        if name in hints and _subclass(declared, hints[name]) is False:
-            problems.append(
-                f"parameter {name!r} is annotated {_type_name(hints[name])} "
-                f"but the slot passes {_type_name(declared)}"
-            )
-    if contract.returns is not None and "return" in hints:
-        fits = [_subclass(hints["return"], kind) for kind in contract.returns]
-        if None not in fits and not any(fits):
-            problems.append(
-                f"it is annotated to return {_type_name(hints['return'])} "
-                f"but the slot expects {_type_name(contract.returns)}"
-            )
-    return problems
-
-
-@dataclass(frozen=True, slots=True)
-class SlotBinding:
-    """One slot of one (customer, interface, version): the plugins that fill it."""
-
-    contract: SlotContract
-    label: str  # "interface_a v1" for messages
-    customer: str | None
-    plugins: tuple[Plugin, ...] = ()
-    # Copied out of ``contract`` and ``plugins`` so the call path reads one attribute each.
-    functions: tuple[Callable[..., Any], ...] = field(init=False)
-    many: bool = field(init=False)
-    accepts: tuple[type, ...] | None = field(init=False)
-    single: Callable[..., Any] | None = field(init=False)  # the plugin of a filled single slot
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "functions", tuple(p.function for p in self.plugins))
-        object.__setattr__(self, "many", self.contract.many)
-        object.__setattr__(self, "accepts", self.contract.accepts)
-        single = self.functions[0] if self.functions and not self.many else None
-        object.__setattr__(self, "single", single)
-
-    def failed(self, plugin: Plugin, exc: BaseException) -> PluginError:
-        return PluginError(
-            f"customer {self.customer!r}, {self.label}, slot {self.contract.id!r}: "
-            f"plugin {plugin.where} raised {type(exc).__name__}: {exc}",
-            customer=self.customer,
-            path=plugin.path,
-            line=plugin.line,
-        )
-
-    def wrong_type(self, plugin: Plugin, value: Any) -> ContractError:
-        return ContractError(
-            f"customer {self.customer!r}, {self.label}, slot {self.contract.id!r}: "
-            f"plugin {plugin.where} returned {type(value).__name__} {value!r:.80}, "
-            f"expected {_type_name(self.contract.returns)}",
-            customer=self.customer,
-            path=plugin.path,
-            line=plugin.line,
-        )
-
-
-_NOT_FOUND = (False, None)
-
-
-def call_if_present(ctx: Any, slot_id: SlotId, /, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
-    """Run the customer's plugins in slot ``slot_id`` of the running entrypoint.
-
-    Returns ``(found, value)``: for a single slot ``value`` is the plugin's
-    result (``(False, None)`` without a plugin); for a ``many=True`` slot it is
-    the list of results, and ``found`` says whether there was any plugin.
-
-    The classic helper, and the one implementation behind
-    ``ctx.plugins.call``. It is on the path of every plugin call, so it reads
-    only precomputed attributes of the ``SlotBinding``.
-    """
-    try:
-        binding = ctx._route.slots[slot_id]
-    except (KeyError, TypeError):
-        raise _undeclared(ctx, slot_id) from None
-    except AttributeError:  # not a CallContext: a stand-in in someone's unit test
-        return ctx.plugins.call(slot_id, *args, **kwargs)
-    single = binding.single
-    if single is not None:
-        try:
-            value = single(ctx, *args, **kwargs)
-        except Exception as exc:
-            raise binding.failed(binding.plugins[0], exc) from exc
-        if binding.accepts is not None and not isinstance(value, binding.accepts):
-            raise binding.wrong_type(binding.plugins[0], value)
-        return True, value
-    if not binding.many:
-        return _NOT_FOUND
-    functions = binding.functions
-    accepts = binding.accepts
-    values = []
-    for index, function in enumerate(functions):
-        try:
-            value = function(ctx, *args, **kwargs)
-        except Exception as exc:
-            raise binding.failed(binding.plugins[index], exc) from exc
-        if accepts is not None and not isinstance(value, accepts):
-            raise binding.wrong_type(binding.plugins[index], value)
-        values.append(value)
-    return bool(functions), values
-
-
-def _undeclared(ctx: Any, slot_id: object) -> CatalogError:
-    route = ctx._route
-    declared = ", ".join(repr(s) for s in route.slots) or "none"
-    return route.error(
-        CatalogError,
-        f"{route.entrypoint.label} ({route.entrypoint.where}) calls slot {slot_id!r} but does not declare it "
-        f"(declared: {declared}); add @slot({slot_id!r}, ...) to the entrypoint [customer {ctx.customer!r}]",
-    )
-
-
-class PluginCaller:
-    """``ctx.plugins``: the slots of the running entrypoint, for its customer."""
-
-    __slots__ = ("_ctx",)
-
-    def __init__(self, ctx: Any) -> None:
-        self._ctx = ctx
-
-    def call(self, slot_id: SlotId, /, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
-        """Run the plugins in ``slot_id``; return ``(found, value)`` (see ``call_if_present``)."""
-        return call_if_present(self._ctx, slot_id, *args, **kwargs)
-
-    def slots(self) -> list[SlotId]:
-        """The slots the running entrypoint declares."""
-        return list(self._ctx._route.slots)
-
-    def has(self, slot_id: SlotId) -> bool:
-        """True when the customer has at least one plugin in ``slot_id``."""
-        binding = self._ctx._route.slots.get(slot_id)
-        return bool(binding and binding.functions)
 
