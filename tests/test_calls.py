@@ -12,6 +12,7 @@ from taskcatalog import (
     Context,
     InterfaceNotFound,
     InvalidName,
+    PluginError,
     VersionNotFound,
 )
 
@@ -231,6 +232,27 @@ def test_nested_call_keeps_customer_and_records_parent(scale):
     assert catalog.call("outer", 1, None, x=3)[0] == 3.0
     parent_id, customer, user = catalog.call("outer", 2, Context("acme", user="ann"))
     assert (customer, user) == ("acme", "ann") and parent_id
+
+
+def test_a_plugin_recursing_through_ctx_call_gives_a_bounded_message(scale):
+    scale.plugin("acme", "scale", """
+        from taskcatalog import plugin_config
+
+        @plugin_config(version=1, slot="scale")
+        def again(ctx, a, b):
+            return ctx.call("scale", 1, x=a)
+        """)
+    catalog = scale.catalog()
+    with pytest.raises(PluginError) as info:
+        catalog.call("scale", 1, Context("acme"), x=1)
+    message = str(info.value)
+    assert message.startswith("customer 'acme', scale v1, slot 'scale': plugin again (")
+    assert len(message) < 1000 and "\n" not in message
+    depth, cause = 0, info.value
+    while cause is not None:  # the whole story stays available as the chain of causes
+        depth, cause = depth + 1, cause.__cause__
+    assert depth > 50
+    assert catalog.call("scale", 1, Context("other"), x=2) == 2.0  # and the catalog is fine
 
 
 def test_closed_catalog_refuses_calls(greet):

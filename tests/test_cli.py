@@ -103,3 +103,105 @@ def test_help(command):
 
 def test_version():
     assert run("--version", check_rc=0).stdout.startswith("taskcatalog 0.")
+
+
+ODD_VALUES = """
+import math
+
+class Loud:
+    def __repr__(self):
+        raise RuntimeError("no repr for you")
+    __str__ = __repr__
+
+def deep():
+    value = []
+    for _ in range(1000):
+        value = [value]
+    return value
+
+VALUES = {
+    "nan": float("nan"), "inf": float("inf"), "ninf": -math.inf, "mixed": [1.5, float("nan"), {"k": math.inf}],
+    "deep": deep(), "loud": Loud(), "keys": {1: "one", (2, 3): "tuple"}, "text": "line one\\nline two",
+}
+
+def odd_entrypoint_v1(ctx, kind):
+    return VALUES[kind]
+
+def odd_entrypoint_v2(ctx, kind):
+    raise ValueError("first line\\nsecond line " + "x" * 2000)
+"""
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("nan", "NaN"), ("inf", "Infinity"), ("ninf", "-Infinity"), ("mixed", [1.5, "NaN", {"k": "Infinity"}]),
+        ("keys", {"1": "one", "(2, 3)": "tuple"}), ("text", "line one\nline two"),
+    ],
+)
+def test_json_output_stays_json_whatever_the_value(layout, kind, expected):
+    layout.interface("odd", ODD_VALUES)
+    for args in (["--json", "call", "odd", "1", f"kind={kind}"], ["call", "odd", "1", f"kind={kind}"]):
+        process = run("--interfaces", str(layout.interfaces), *args, cwd=layout.root, check_rc=0)
+        document = json.loads(process.stdout)  # the strict parser below refuses NaN / Infinity
+        json.loads(process.stdout, parse_constant=lambda name: pytest.fail(f"not JSON: {name}"))
+        assert (document["value"] if "--json" in args else document) == expected
+
+
+@pytest.mark.parametrize(("kind", "shown"), [("deep", "<list nested too deep to show>"), ("loud", "RuntimeError")])
+def test_values_json_cannot_hold_are_shown_not_crashed_on(layout, kind, shown):
+    layout.interface("odd", ODD_VALUES)
+    process = run("--interfaces", str(layout.interfaces), "--json", "call", "odd", "1", f"kind={kind}",
+                  cwd=layout.root, check_rc=0)
+    value = json.loads(process.stdout)["value"]
+    while isinstance(value, list):  # a deep value is shown as deep as is useful, then summarised
+        [value] = value
+    assert isinstance(value, str) and shown in value and len(value) < 500
+    assert process.stderr == ""
+
+
+def test_an_error_message_with_newlines_is_one_bounded_line(layout):
+    layout.interface("odd", ODD_VALUES)
+    process = run("--interfaces", str(layout.interfaces), "call", "odd", "2", "kind=x", cwd=layout.root)
+    assert process.returncode == 1
+    assert process.stderr.startswith("taskcatalog: error: ValueError: first line second line xxx")
+    assert process.stderr.count("\n") == 1 and len(process.stderr) < 600
+    process = run("--interfaces", str(layout.interfaces), "--json", "call", "odd", "2", "kind=x", cwd=layout.root)
+    assert process.returncode == 1
+    assert json.loads(process.stdout)["error"]["message"].startswith("first line\nsecond line")  # JSON keeps it whole
+
+
+@pytest.mark.parametrize("version", ["\u00b2", "\u0661", "1\u0663", "+1", " 1", "1.0", "-1", "0"])
+def test_versions_are_ascii_digits_only(version):
+    process = run("call", "interface_a", version)
+    assert process.returncode == 2
+    assert process.stderr == (
+        f"taskcatalog: error: version must be a positive integer, 'latest' or 'pinned', not {version!r}\n"
+    )
+
+
+def test_a_folder_that_does_not_exist_is_an_error(tmp_path):
+    process = run("--interfaces", str(tmp_path / "nowhere"), "list", cwd=tmp_path)
+    assert process.returncode == 1
+    assert process.stderr == f"taskcatalog: error: interface folder {tmp_path / 'nowhere'} does not exist\n"
+    (tmp_path / "interfaces").mkdir()
+    process = run("--interfaces", str(tmp_path / "interfaces"), "--plugins", str(tmp_path / "nope"), "list", cwd=tmp_path)
+    assert process.returncode == 1
+    assert process.stderr == f"taskcatalog: error: plugin folder {tmp_path / 'nope'} does not exist\n"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "x = " + "+".join(["1"] * 200_000) + "\n",
+        "raise BaseException('bare')\n",
+        "raise SystemExit(3)\n",
+    ],
+    ids=["RecursionError", "BaseException", "SystemExit"],
+)
+def test_files_that_fail_oddly_are_one_line_errors(layout, body):
+    layout.interface("odd", body)
+    process = run("--interfaces", str(layout.interfaces), "call", "odd", "1", cwd=layout.root)
+    assert process.returncode == 1
+    assert process.stderr.startswith("taskcatalog: error: LoadError: cannot load interface 'odd' from ")
+    assert process.stderr.count("\n") == 1 and "Traceback" not in process.stderr

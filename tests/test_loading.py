@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from taskcatalog import Catalog, Context, InterfaceNotFound, LoadError, PluginError
+from taskcatalog import Catalog, ContractError, Context, InterfaceNotFound, LoadError, PluginError
 
 MARKER = """
     import os
@@ -259,7 +259,7 @@ def test_unreadable_file_is_a_load_problem(layout):
     (layout.interfaces / "weird.py").mkdir()  # a folder named like a file: reading it fails
     layout.interface("ok", "def ok_entrypoint_v1(ctx):\n    return 1\n")
     catalog = layout.catalog()
-    with pytest.raises(LoadError, match=r"cannot load interface 'weird' from .*weird\.py: Is a directory"):
+    with pytest.raises(LoadError, match=r"cannot load interface 'weird' from .*weird\.py: it is a directory, not a regular file"):
         catalog.call("weird", 1, None)
     assert catalog.call("ok", 1, None) == 1
 
@@ -292,7 +292,7 @@ def test_plugin_file_for_an_interface_that_does_not_exist(scale):
 def test_plugin_file_that_fails_to_import_fails_that_customer_only(scale):
     scale.plugin("broken", "scale", "from taskcatalog import plugin_config\nraise ValueError('bad deploy')\n")
     catalog = scale.catalog()
-    with pytest.raises(PluginError, match=r"customer 'broken' cannot call 'scale': its plugin file cannot load .*broken/scale\.py:2: ValueError at import: bad deploy") as info:
+    with pytest.raises(PluginError, match=r"customer 'broken' cannot call 'scale': cannot load customer 'broken' plugin file for 'scale' from .*broken/scale\.py:2: ValueError at import: bad deploy") as info:
         catalog.call("scale", 1, Context("broken"), x=1)
     assert isinstance(info.value.__cause__, LoadError)
     assert (info.value.customer, info.value.interface, info.value.line) == ("broken", "scale", 2)
@@ -307,7 +307,7 @@ def test_same_plugin_file_in_two_plugin_folders(tmp_path, scale):
     other.mkdir(parents=True)
     (other / "scale.py").write_text("")
     catalog = Catalog(scale.interfaces, [scale.plugins, tmp_path / "more-plugins"])
-    with pytest.raises(PluginError, match=r"for 'scale' is in more than one plugin folder"):
+    with pytest.raises(PluginError, match=r"customer 'acme' cannot call 'scale': customer 'acme' plugin file for 'scale' is defined in more than one folder \("):
         catalog.call("scale", 1, Context("acme"), x=1)
     assert catalog.call("scale", 1, Context("zed"), x=1) == 1.0
 
@@ -340,3 +340,187 @@ def test_describe_json_serialisable(scale):
 def test_bad_folder_arguments(interfaces, plugins, error, message):
     with pytest.raises(error, match=message):
         Catalog(interfaces, plugins)
+
+
+# -- files that fail in unusual ways -------------------------------------------------
+
+COUNTED = """
+import os
+with open(os.environ["TASKCATALOG_TEST_MARKER"], "a") as file:
+    file.write("imported\\n")
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("x = " + "+".join(["1"] * 200_000) + "\n", "RecursionError"),
+        ("x = " + "-" * 100_000 + "1\n", "MemoryError"),
+        ("raise BaseException('bare')\n", "BaseException at import: bare"),
+        ("raise SystemExit('bye')\n", "SystemExit at import: bye"),
+    ],
+    ids=["RecursionError", "MemoryError", "BaseException", "SystemExit"],
+)
+def test_every_way_an_interface_file_can_fail_is_a_load_problem(layout, marker, body, reason):
+    layout.interface("odd", COUNTED + body)
+    layout.interface("good", "def good_entrypoint_v1(ctx):\n    return 'fine'\n")
+    catalog = layout.catalog()
+    for _ in range(3):
+        with pytest.raises(LoadError, match=rf"cannot load interface 'odd' from .*odd\.py.*: .*{reason}") as info:
+            catalog.call("odd", 1, None)
+    assert info.value.interface == "odd"
+    assert marker() == ([] if reason in ("RecursionError", "MemoryError") else ["imported"])  # once, not per call
+    assert type(catalog._snapshot.interfaces["odd"]).__name__ == "Broken"  # remembered: not compiled per call
+    [problem] = catalog.check()
+    assert (problem.kind, problem.path) == ("import", str(layout.interfaces / "odd.py"))
+    layout.interface("good", "def good_entrypoint_v1(ctx):\n    return 'deployed'\n")
+    report = catalog.reload()
+    assert report.changed == [str(layout.interfaces / "good.py")]
+    assert catalog.call("good", 1, None) == "deployed"
+
+
+HOSTILE = """
+class Odd:
+    def __call__(self, ctx):
+        return "odd"
+
+    def __getattr__(self, name):
+        raise {error}(name)
+
+odd_entrypoint_v1 = Odd()
+
+def odd_entrypoint_v2(ctx):
+    return 2
+"""
+
+
+@pytest.mark.parametrize("error", ["SystemExit", "BaseException", "RecursionError"])
+def test_an_entrypoint_that_explodes_when_read_breaks_only_its_version(layout, error):
+    layout.interface("odd", HOSTILE.format(error=error))
+    catalog = layout.catalog()
+    [problem] = catalog.check()
+    assert (problem.kind, problem.line) == ("entrypoint", None)
+    assert problem.message.startswith(f"entrypoint odd_entrypoint_v1 cannot be called: reading it raised {error}: ")
+    with pytest.raises(LookupError, match="has no version 1"):
+        catalog.call("odd", 1, None)
+    assert catalog.call("odd", "latest", None) == 2
+    assert catalog.describe("odd")["versions"][0]["version"] == 2
+
+
+def test_hostile_objects_in_a_plugin_file_are_not_plugins(scale):
+    scale.plugin("acme", "scale", """
+        import types
+        from taskcatalog import plugin_config
+
+        class Hostile(types.ModuleType):
+            def __getattr__(self, name):
+                raise SystemExit(3)
+
+        class Worse:
+            def __getattr__(self, name):
+                raise BaseException(name)
+
+        hostile, worse = Hostile("hostile"), Worse()
+
+        @plugin_config(version=1, slot="scale")
+        def times(ctx, a: int, b: float) -> float:
+            return a * b
+        """)
+    catalog = scale.catalog()
+    assert catalog.call("scale", 1, Context("acme"), x=3) == 6.0
+    assert catalog.check() == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "raise BaseException('bare')\n",
+        "raise SystemExit(2)\n",
+        "@plugin_config(version=1, slot='scale')\nclass Odd:\n    def __call__(self, ctx, a, b):\n        return 1.0\n"
+        "    @property\n    def __signature__(self):\n        raise SystemExit(5)\n\nodd = Odd()\n",
+    ],
+)
+def test_every_way_a_plugin_file_can_fail_fails_that_customer_closed(scale, body):
+    scale.plugin("acme", "scale", "from taskcatalog import plugin_config\n" + body)
+    catalog = scale.catalog()
+    with pytest.raises(PluginError, match=r"customer 'acme' cannot call 'scale'"):
+        catalog.call("scale", 1, Context("acme"), x=1)
+    assert catalog.call("scale", 1, Context("other"), x=3) == 3.0
+    problems = catalog.check()
+    assert problems and {(p.customer, p.path) for p in problems} == {("acme", str(scale.plugins / "acme" / "scale.py"))}
+    assert not catalog.reload()
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("def gen_entrypoint_v1(ctx):\n    yield 1\n", "it is a generator function"),
+        ("async def gen_entrypoint_v1(ctx):\n    return 1\n", "it is a coroutine function (async def)"),
+        ("async def gen_entrypoint_v1(ctx):\n    yield 1\n", "it is an async generator function"),
+        ("from taskcatalog import BaseTask\n\nclass T(BaseTask):\n    def execute(self, ctx):\n        yield 1\n\n"
+         "gen_entrypoint_v1 = T\n", "its execute is a generator function"),
+        ("from taskcatalog import BaseTask\n\nclass T(BaseTask):\n    async def is_actionable(self, ctx):\n"
+         "        return True\n    def execute(self, ctx):\n        return 1\n\ngen_entrypoint_v1 = T\n",
+         "its is_actionable is a coroutine function (async def)"),
+    ],
+)
+def test_generator_and_async_entrypoints_are_refused_at_load(layout, source, reason):
+    layout.interface("gen", source + "\ndef gen_entrypoint_v2(ctx):\n    return 2\n")
+    catalog = layout.catalog()
+    [problem] = catalog.check()
+    assert problem.kind == "entrypoint"
+    assert problem.message == f"entrypoint gen_entrypoint_v1 cannot be called: {reason}; async is not supported yet"
+    with pytest.raises(LookupError, match="has no version 1"):
+        catalog.call("gen", 1, None)
+    assert catalog.call("gen", 2, None) == 2
+
+
+@pytest.mark.parametrize(
+    ("plugin", "reason"),
+    [
+        ("def f(ctx, a, b):\n    yield a * b\n", "it is a generator function"),
+        ("async def f(ctx, a, b):\n    return a * b\n", "it is a coroutine function (async def)"),
+    ],
+)
+def test_generator_and_async_plugins_are_refused_at_load(scale, plugin, reason):
+    scale.plugin("acme", "scale", "from taskcatalog import plugin_config\n\n@plugin_config(version=1, slot='scale')\n" + plugin)
+    catalog = scale.catalog()
+    with pytest.raises(ContractError, match=rf"plugin f does not fit slot 'scale' of scale v1, .*: {re.escape(reason)}"):
+        catalog.call("scale", 1, Context("acme"), x=1)
+    [problem] = catalog.check()
+    assert problem.kind == "contract"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_named_like_a_python_file_never_hangs(layout, tmp_path):
+    layout.interface("ok", "def ok_entrypoint_v1(ctx):\n    return 1\n")
+    os.mkfifo(layout.interfaces / "pipe.py")
+    os.makedirs(layout.plugins / "acme")
+    os.mkfifo(layout.plugins / "acme" / "ok.py")
+    catalog = layout.catalog()
+    with pytest.raises(LoadError, match=r"cannot load interface 'pipe' from .*pipe\.py: it is a FIFO, not a regular file"):
+        catalog.call("pipe", 1, None)
+    with pytest.raises(PluginError, match=r"customer 'acme' cannot call 'ok'.*it is a FIFO, not a regular file"):
+        catalog.call("ok", 1, Context("acme"))
+    assert catalog.call("ok", 1, None) == 1
+    assert sorted(p.path for p in catalog.check()) == sorted(
+        [str(layout.interfaces / "pipe.py"), str(layout.plugins / "acme" / "ok.py")]
+    )
+    # A file replaced by a FIFO after the scan is refused at import, without blocking.
+    layout.interface("late", "def late_entrypoint_v1(ctx):\n    return 1\n")
+    catalog = layout.catalog()
+    os.remove(layout.interfaces / "late.py")
+    os.mkfifo(layout.interfaces / "late.py")
+    with pytest.raises(LoadError, match="it is a FIFO, not a regular file"):
+        catalog.call("late", 1, None)
+
+
+def test_the_same_folder_given_twice_counts_once(layout):
+    layout.interface("ok", "def ok_entrypoint_v1(ctx):\n    return 1\n")
+    twice = Catalog([layout.interfaces, str(layout.interfaces) + "/", os.path.relpath(layout.interfaces)],
+                    [layout.plugins, str(layout.plugins) + "/."])
+    assert twice.call("ok", 1, None) == 1
+    assert twice.check() == []
+    link = layout.root / "link"
+    os.symlink(layout.interfaces, link)
+    assert Catalog([layout.interfaces, link]).check() == []

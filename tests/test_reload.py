@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from taskcatalog import Context, ContractError, LoadError
+from taskcatalog import Context, ContractError, LoadError, PluginError
 
 GOOD = "def app_entrypoint_v1(ctx):\n    return {value!r}\n"
 
@@ -153,9 +153,9 @@ def test_reload_interval_waits_for_the_interval(layout):
     assert catalog.call("app", 1, None) == "two"
 
 
-@pytest.mark.parametrize("interval", [-1, "2", True])
+@pytest.mark.parametrize("interval", [-1, "2", True, float("nan"), float("inf")])
 def test_bad_reload_interval(layout, interval):
-    with pytest.raises(ValueError, match="reload_interval must be a number of seconds >= 0"):
+    with pytest.raises(ValueError, match="reload_interval must be a finite number of seconds >= 0"):
         layout.catalog(reload_interval=interval)
 
 
@@ -269,3 +269,149 @@ def test_automatic_reloads_from_many_threads(layout):
         thread.join(10)
     assert errors == []
     assert catalog.call("app", 1, None) == 9
+
+
+# -- failures of the file system are retried; content failures are not ----------------
+
+
+def test_an_interface_that_vanished_for_a_moment_recovers_on_reload(layout, tmp_path):
+    path = layout.interface("app", GOOD.format(value="back"))
+    catalog = layout.catalog()  # scanned, nothing imported yet
+    shutil.move(layout.interfaces, tmp_path / "away")
+    with pytest.raises(LoadError, match=r"cannot load interface 'app' from .*app\.py: No such file or directory"):
+        catalog.call("app", 1, None)
+    assert [p.kind for p in catalog.check()] == ["import"]
+    shutil.move(tmp_path / "away", layout.interfaces)
+    report = catalog.reload()
+    assert report.recovered == [str(path)]
+    assert report.failed == [] and report.changed == [] and bool(report)
+    assert report.to_dict()["recovered"] == [str(path)]
+    assert catalog.call("app", 1, None) == "back"
+    assert catalog.check() == []
+    assert not catalog.reload()  # recovered once, then nothing more to say
+
+
+def test_a_customer_whose_plugin_file_vanished_for_a_moment_recovers_on_reload(scale, tmp_path):
+    catalog = scale.catalog()
+    assert catalog.call("scale", 1, Context("other"), x=1) == 1.0  # the interface is loaded
+    shutil.move(scale.plugins / "acme", tmp_path / "acme-away")
+    with pytest.raises(PluginError, match=r"customer 'acme' cannot call 'scale': .*No such file or directory"):
+        catalog.call("scale", 1, Context("acme"), x=1)
+    shutil.move(tmp_path / "acme-away", scale.plugins / "acme")
+    report = catalog.reload()
+    assert report.recovered == [str(scale.plugins / "acme" / "scale.py")]
+    assert catalog.call("scale", 1, Context("acme"), x=1) == 2.0
+    assert catalog.check() == []
+
+
+def test_a_file_unreadable_during_a_reload_keeps_its_last_good_version_and_is_retried(layout, tmp_path):
+    """a.py, imported first, moves b.py away: b's new version cannot be read during that reload."""
+    layout.interface("a", "def a_entrypoint_v1(ctx):\n    return 'a1'\n")
+    b = layout.interface("b", "def b_entrypoint_v1(ctx):\n    return 'b1'\n")
+    catalog = layout.catalog()
+    assert (catalog.call("a", 1, None), catalog.call("b", 1, None)) == ("a1", "b1")
+    layout.interface("a", f"""
+        import os
+        if os.path.exists({str(b)!r}):
+            os.rename({str(b)!r}, {str(tmp_path / "b-away.py")!r})
+
+        def a_entrypoint_v1(ctx):
+            return "a2"
+    """)
+    layout.interface("b", "def b_entrypoint_v1(ctx):\n    return 'b2'\n")
+    report = catalog.reload()
+    assert [(p.path, p.kind) for p in report.failed] == [(str(b), "import")]
+    assert "No such file or directory" in report.failed[0].message
+    assert (catalog.call("a", 1, None), catalog.call("b", 1, None)) == ("a2", "b1")  # the last good b
+    os.rename(tmp_path / "b-away.py", b)
+    report = catalog.reload()
+    assert report.recovered == [str(b)] and report.failed == []
+    assert catalog.call("b", 1, None) == "b2"
+    assert catalog.check() == []
+
+
+def test_a_folder_renamed_away_while_it_is_read_is_read_whole(layout, tmp_path):
+    """Entries are stat'ed through the folder's descriptor, wherever the folder went meanwhile."""
+    from taskcatalog import scanning
+
+    if not scanning._BY_FD:
+        pytest.skip("this platform cannot read folders through descriptors")
+    layout.interface("a", GOOD.format(value=1))
+    layout.interface("b", GOOD.format(value=2))
+    problems, unreadable = [], set()
+    with scanning._listing(str(layout.interfaces), "interface", problems, unreadable) as (entries, _):
+        shutil.move(layout.interfaces, tmp_path / "away")
+        found = scanning._python_files(str(layout.interfaces), entries, "interface", problems)
+    assert [name for name, _ in found] == ["a", "b"] and problems == [] and unreadable == set()
+    assert found[0][1].path == str(layout.interfaces / "a.py")
+
+    shutil.move(tmp_path / "away", layout.interfaces)
+    with scanning._listing(str(layout.interfaces), "interface", problems, unreadable) as (entries, _):
+        os.remove(layout.interfaces / "b.py")  # deleted after the listing: simply not there
+        found = scanning._python_files(str(layout.interfaces), entries, "interface", problems)
+    assert [name for name, _ in found] == ["a"] and problems == []
+
+
+def test_a_partial_read_never_counts_as_deleted_files(layout, tmp_path):
+    for name in "abcdefgh":
+        layout.interface(name, f"def {name}_entrypoint_v1(ctx):\n    return {name!r}\n")
+    catalog = layout.catalog()
+    stop = threading.Event()
+
+    def flip():
+        while not stop.is_set():
+            try:
+                os.rename(layout.interfaces, tmp_path / "away")
+                os.rename(tmp_path / "away", layout.interfaces)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=flip)
+    thread.start()
+    try:
+        for _ in range(300):
+            report = catalog.reload()
+            assert report.removed == [], report
+            assert catalog.interfaces() == list("abcdefgh")
+    finally:
+        stop.set()
+        thread.join(10)
+    if not layout.interfaces.exists():
+        os.rename(tmp_path / "away", layout.interfaces)
+    catalog.reload()
+    assert [catalog.call(name, 1, None) for name in "abcdefgh"] == list("abcdefgh")
+
+
+@pytest.mark.parametrize(
+    "deployed",
+    ["", "X = 1\n", "def app_entrypoint_v01(ctx):\n    return 1\n", "def other_entrypoint_v1(ctx):\n    return 1\n"],
+)
+def test_a_deploy_that_leaves_no_usable_entrypoint_keeps_the_last_good_versions(layout, deployed):
+    path = layout.interface("app", GOOD.format(value="good"))
+    catalog = layout.catalog()
+    assert catalog.call("app", 1, None) == "good"
+    layout.interface("app", deployed)
+    report = catalog.reload()
+    assert report.changed == [str(path)]
+    assert [(p.path, p.kind) for p in report.failed] == [(str(path), "entrypoint")]
+    assert catalog.call("app", 1, None) == "good"
+    assert [p.kind for p in catalog.check()] == ["entrypoint"]
+    layout.interface("app", GOOD.format(value="fixed"))
+    assert catalog.reload().failed == []
+    assert catalog.call("app", 1, None) == "fixed"
+    os.remove(path)  # deleting the file is how an interface is removed
+    assert catalog.reload().removed == [str(path)]
+    assert catalog.interfaces() == []
+
+
+def test_a_plugin_file_emptied_by_a_deploy_keeps_the_last_good_plugins(scale):
+    catalog = scale.catalog()
+    assert catalog.call("scale", 1, Context("acme"), x=3) == 6.0
+    path = scale.plugin("acme", "scale", "")
+    report = catalog.reload()
+    assert [(p.path, p.kind) for p in report.failed] == [(str(path), "contract")]
+    assert "defines no @plugin_config function" in report.failed[0].message
+    assert catalog.call("scale", 1, Context("acme"), x=3) == 6.0
+    os.remove(path)
+    assert catalog.reload().removed == [str(path)]
+    assert catalog.call("scale", 1, Context("acme"), x=3) == 3.0

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import CatalogError, ContractError, PluginError, location
-from .loading import Broken, LoadedInterface, LoadedPlugins
+from .errors import CatalogError, ContractError, PluginError, brief, location
+from .loading import Broken, LoadedInterface, LoadedPlugins, not_synchronous
 from .plugins import Plugin, SlotContract, SlotId, accepted_types, type_name
 from .results import Problem
 
@@ -74,7 +74,23 @@ def _subclass(inner: Any, outer: Any) -> bool | None:
 
 
 def fit_problems(plugin: Plugin, contract: SlotContract) -> list[str]:
-    """Reasons why ``plugin`` cannot fill a slot with ``contract`` (empty: it fits)."""
+    """Reasons why ``plugin`` cannot fill a slot with ``contract`` (empty: it fits).
+
+    Reading a signature may run the plugin's own code (a ``__signature__``
+    property): whatever that raises is a reason, not a crash.
+    """
+    try:
+        return _fit_problems(plugin, contract)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        return [f"reading it raised {type(exc).__name__}: {brief(exc)}"]
+
+
+def _fit_problems(plugin: Plugin, contract: SlotContract) -> list[str]:
+    what = not_synchronous(plugin.function)
+    if what is not None:
+        return [f"it is {what}; async is not supported yet"]
     try:
         signature = inspect.signature(plugin.function)
     except (TypeError, ValueError) as exc:
@@ -141,7 +157,7 @@ def bind(interface: LoadedInterface, plugins: LoadedPlugins | Broken | None, cus
     if isinstance(plugins, Broken):
         problem = plugins.problem(name, customer)
         error = PluginError(
-            f"customer {customer!r} cannot call {name!r}: its plugin file {plugins.error.message}",
+            f"customer {customer!r} cannot call {name!r}: {plugins.error.message}",
             interface=name,
             customer=customer,
             path=plugins.source.path,

@@ -11,6 +11,7 @@ memoises it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -40,13 +41,21 @@ _new_context = CallContext.__new__
 
 
 def _folders(value: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], role: str) -> tuple[str, ...]:
+    """Absolute folder paths, each folder once: ``src/x``, ``./src/x/`` and a link to it are one folder."""
     if isinstance(value, (str, os.PathLike)):
         value = [value]
     try:
-        folders = tuple(os.path.abspath(os.fspath(v)) for v in value)
+        folders = [os.path.abspath(os.fspath(v)) for v in value]
     except TypeError:
         raise TypeError(f"{role} must be a path or a list of paths, not {value!r}") from None
-    return folders
+    seen: set[str] = set()
+    unique = []
+    for folder in folders:
+        real = os.path.realpath(folder)
+        if real not in seen:
+            seen.add(real)
+            unique.append(folder)
+    return tuple(unique)
 
 
 def _check_pins(pins: Pins | None) -> dict[str, dict[str, int]]:
@@ -94,9 +103,13 @@ class Catalog:
         if not self._interface_dirs:
             raise ValueError("interfaces must name at least one folder")
         self._plugin_dirs = _folders(plugins, "plugins")
-        if reload_interval is not None:
-            if isinstance(reload_interval, bool) or not isinstance(reload_interval, (int, float)) or reload_interval < 0:
-                raise ValueError(f"reload_interval must be a number of seconds >= 0, not {reload_interval!r}")
+        if reload_interval is not None and (
+            isinstance(reload_interval, bool)
+            or not isinstance(reload_interval, (int, float))
+            or not math.isfinite(reload_interval)
+            or reload_interval < 0
+        ):
+            raise ValueError(f"reload_interval must be a finite number of seconds >= 0, not {reload_interval!r}")
         self._reload_interval = reload_interval
         self._lock = threading.RLock()  # one reload (or close) at a time
         self._swap(Snapshot(scan(self._interface_dirs, self._plugin_dirs), _check_pins(pins)))

@@ -11,17 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
+import re
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from . import __version__
 from .catalog import Catalog
 from .context import Context
-from .errors import CatalogError
+from .errors import CatalogError, brief
 
 PROG = "taskcatalog"
 
@@ -30,8 +32,55 @@ class UsageError(Exception):
     """A command line that cannot be carried out; printed as one line, exit 2."""
 
 
+class Failure(Exception):
+    """A problem the command found (a folder missing, ...); printed as one line, exit 1."""
+
+
+# How deep a value is shown before the rest is summarised: deeper than any
+# sensible result, far shallower than the recursion limit json.dumps would hit.
+_MAX_DEPTH = 100
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, bounded, or a note saying why there is none."""
+    try:
+        return brief(repr(value), 300)
+    except Exception as exc:  # noqa: BLE001 - a foreign __repr__ may raise anything
+        return f"<{type(value).__name__} object; its repr() raised {type(exc).__name__}>"
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """``value`` as plain JSON data: NaN and infinities as the strings ``"NaN"``,
+    ``"Infinity"``, ``"-Infinity"``; other keys as their ``str``; anything JSON
+    cannot hold (or nested deeper than 100) as a bounded ``repr``."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _NON_FINITE[repr(value)]
+    if depth >= _MAX_DEPTH:
+        return f"<{type(value).__name__} nested too deep to show>"
+    if isinstance(value, Mapping):
+        return {_key(k): jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(item, depth + 1) for item in value]
+    return _shown(value)
+
+
+def _key(key: object) -> str:
+    """A mapping key as JSON needs it, a string: ``1`` -> ``"1"``, ``(2, 3)`` -> ``"(2, 3)"``."""
+    if isinstance(key, str):
+        return key
+    plain = jsonable(key)
+    if isinstance(plain, str):  # NaN, infinities, objects shown by their repr
+        return plain
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(plain)
+    return _shown(key)
+
+
 def _to_json(value: Any) -> str:
-    return json.dumps(value, default=repr, ensure_ascii=False)
+    return json.dumps(jsonable(value), ensure_ascii=False, allow_nan=False)
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -45,13 +94,19 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         return key, raw
 
 
+_VERSION = re.compile(r"[1-9][0-9]*", re.ASCII)
+
+
 def parse_version(text: str) -> int | str | None:
-    """``1`` -> 1, ``latest`` -> "latest", ``pinned`` -> None (the customer's pin, else latest)."""
+    """``1`` -> 1, ``latest`` -> "latest", ``pinned`` -> None (the customer's pin, else latest).
+
+    Only ASCII digits: ``str.isdigit`` and ``int`` would also take ``²`` or ``١``.
+    """
     if text == "latest":
         return "latest"
     if text == "pinned":
         return None
-    if text.isdigit() and not text.startswith("0"):
+    if _VERSION.fullmatch(text):
         return int(text)
     raise UsageError(f"version must be a positive integer, 'latest' or 'pinned', not {text!r}")
 
@@ -110,7 +165,7 @@ def cmd_call(catalog: Catalog, args: argparse.Namespace, out: TextIO) -> int:
     if result.status == "error":
         assert result.error is not None
         if not args.json:
-            print(f"{PROG}: error: {type(result.error).__name__}: {result.error}", file=sys.stderr)
+            print(f"{PROG}: error: {type(result.error).__name__}: {brief(result.error, 500)}", file=sys.stderr)
         return 1
     return 0
 
@@ -159,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
 def open_catalog(args: argparse.Namespace) -> Catalog:
     """The catalog the options name, or the example catalog of a checkout."""
     interfaces, plugins = args.interfaces, args.plugins
+    for role, folders in (("interface", interfaces), ("plugin", plugins)):
+        for folder in folders or ():
+            if not os.path.isdir(folder):
+                what = "is not a folder" if os.path.exists(folder) else "does not exist"
+                raise Failure(f"{role} folder {folder} {what}")
     if interfaces is None:
         if not os.path.isdir(os.path.join("src", "interfaces")):
             raise UsageError("no catalog here: pass --interfaces DIR (and --plugins DIR), or run from a checkout")
@@ -185,10 +245,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         with open_catalog(args) as catalog:
             return COMMANDS[args.command].run(catalog, args, out)
     except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {brief(exc, 500)}", file=sys.stderr)
         return 2
+    except Failure as exc:
+        print(f"{PROG}: error: {brief(exc, 500)}", file=sys.stderr)
+        return 1
     except (CatalogError, OSError, ValueError, TypeError) as exc:
-        print(f"{PROG}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {type(exc).__name__}: {brief(exc, 500)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

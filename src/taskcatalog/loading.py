@@ -19,19 +19,20 @@ import inspect
 import logging
 import os
 import re
+import stat
 import sys
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import CodeType, ModuleType, TracebackType
-from typing import Any
+from types import CodeType, FunctionType, ModuleType, TracebackType
+from typing import Any, TypeVar
 
 from .deprecation import DEPRECATION_ATTR, Deprecation
-from .errors import LoadError, location
+from .errors import LoadError, brief, location
 from .naming import parse_entrypoint
 from .plugins import PLUGIN_ATTR, SLOTS_ATTR, Plugin, PluginConfig, SlotContract, SlotId
 from .results import Problem
-from .scanning import PluginKey, SourceFile, Tree
+from .scanning import FileKey, PluginKey, SourceFile, Tree
 from .tasks import BaseTask
 
 __all__ = [
@@ -85,23 +86,61 @@ def _error_line(tb: TracebackType | None, path: str) -> int | None:
     return line
 
 
+def _kind_of(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def read_source(path: str) -> bytes:
+    """The bytes of a regular file; OSError for anything else, without blocking.
+
+    ``O_NONBLOCK`` makes opening a FIFO return at once instead of waiting for
+    a writer; ``fstat`` on the open file then refuses whatever is not a
+    regular file, however the path changed since the scan.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"it is {_kind_of(mode)}, not a regular file")
+        with open(fd, "rb", closefd=False) as file:
+            return file.read()
+    finally:
+        os.close(fd)
+
+
+class NotRegularFile(Exception):
+    """The path names something that is not a regular file (a FIFO, a folder, ...)."""
+
+
 def import_file(path: str, kind: str, what: str) -> ModuleType:
-    """Import ``path`` as a fresh module; any failure is a ``LoadError`` with file and line."""
+    """Import ``path`` as a fresh module; any failure is a ``LoadError`` with file and line.
+
+    Everything a file can raise while it is compiled or executed counts,
+    ``SystemExit``, ``RecursionError`` and bare ``BaseException`` included:
+    only ``KeyboardInterrupt`` (the person at the terminal) gets through.
+    """
     def fail(reason: str, line: int | None, cause: BaseException) -> LoadError:
         error = LoadError(f"cannot load {what} from {location(path, line)}: {reason}", path=path, line=line)
         error.__cause__ = cause
         return error
 
     try:
-        with open(path, "rb") as file:
-            source = file.read()
+        source = read_source(path)
+    except NotRegularFile as exc:
+        raise fail(str(exc), None, exc) from exc
     except OSError as exc:
         raise fail(exc.strerror or str(exc), None, exc) from exc
     try:
         code = compile(source, path, "exec", dont_inherit=True)
-    except (SyntaxError, ValueError) as exc:  # ValueError: NUL bytes on 3.11
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SyntaxError, ValueError (NUL bytes on 3.11), RecursionError, MemoryError
         line = getattr(exc, "lineno", None)
-        raise fail(f"{type(exc).__name__}: {getattr(exc, 'msg', exc)}", line, exc) from exc
+        raise fail(f"{type(exc).__name__}: {brief(getattr(exc, 'msg', exc)) or 'too complex to compile'}", line, exc) from exc
     name = module_name(kind, path)
     loader = _CompiledLoader(code, source)
     spec = importlib.util.spec_from_file_location(name, path, loader=loader)
@@ -111,8 +150,11 @@ def import_file(path: str, kind: str, what: str) -> ModuleType:
     sys.modules[name] = module
     try:
         loader.exec_module(module)
-    except (Exception, SystemExit) as exc:
-        raise fail(f"{type(exc).__name__} at import: {exc}", _error_line(exc.__traceback__, path), exc) from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        reason = f"{type(exc).__name__} at import: {brief(exc)}"
+        raise fail(reason, _error_line(exc.__traceback__, path), exc) from exc
     finally:
         if saved is None:
             sys.modules.pop(name, None)
@@ -122,7 +164,16 @@ def import_file(path: str, kind: str, what: str) -> ModuleType:
 
 
 def _line(target: Any) -> int | None:
-    """The line a function or class starts on, without reading the file again."""
+    """The line a function or class starts on, without reading the file again (None if unknown)."""
+    try:
+        return _first_line(target)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # a hostile object: its line is not worth a failure
+        return None
+
+
+def _first_line(target: Any) -> int | None:
     code = getattr(target, "__code__", None)
     if isinstance(code, CodeType):
         return code.co_firstlineno
@@ -149,6 +200,7 @@ class Entrypoint:
     params: tuple[str, ...]  # keyword arguments it accepts, in order
     required: frozenset[str]
     var_kw: bool  # takes **kwargs: any keyword is accepted
+    check_args: bool  # the call path checks keyword arguments itself (see read_entrypoint)
     slots: Mapping[SlotId, SlotContract]
     deprecation: Deprecation | None
     signature: str
@@ -169,6 +221,17 @@ class Entrypoint:
         return self.deprecation is not None and self.deprecation.retired(now)
 
 
+def not_synchronous(function: Any) -> str | None:
+    """Why ``function`` cannot run as an ordinary call, or None: the catalog does not await."""
+    if inspect.isasyncgenfunction(function):
+        return "an async generator function"
+    if inspect.iscoroutinefunction(function):
+        return "a coroutine function (async def)"
+    if inspect.isgeneratorfunction(function):
+        return "a generator function"
+    return None
+
+
 def read_entrypoint(interface: str, version: int, target: Any, path: str) -> Entrypoint | str:
     """Describe an entrypoint, or say why it cannot be called."""
     is_task = isinstance(target, type) and issubclass(target, BaseTask)
@@ -177,6 +240,11 @@ def read_entrypoint(interface: str, version: int, target: Any, path: str) -> Ent
     if not callable(target):
         return f"it is a {type(target).__name__}, not a function or a BaseTask subclass"
     function = target.execute if is_task else target
+    methods = ("is_actionable", "execute") if is_task else ()
+    for kind, candidate in [(f"its {m}", getattr(target, m)) for m in methods] or [("it", target)]:
+        what = not_synchronous(candidate)
+        if what is not None:
+            return f"{kind} is {what}; async is not supported yet"
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError) as exc:
@@ -202,8 +270,11 @@ def read_entrypoint(interface: str, version: int, target: Any, path: str) -> Ent
         params=tuple(p.name for p in keyword),
         required=frozenset(p.name for p in keyword if p.default is P.empty),
         var_kw=any(p.kind is P.VAR_KEYWORD for p in rest),
+        # Python's own binding checks a plain function's arguments before its
+        # body runs; anything else (a task, a wrapper) is checked by the catalog.
+        check_args=is_task or type(target) is not FunctionType or hasattr(target, "__wrapped__"),
         slots=dict(getattr(target, SLOTS_ATTR, {})),
-        deprecation=getattr(target, DEPRECATION_ATTR, None),
+        deprecation=deprecation if isinstance(deprecation := getattr(target, DEPRECATION_ATTR, None), Deprecation) else None,
         signature=f"{interface}_entrypoint_v{version}{shown}",
         doc=inspect.getdoc(target),
         path=path,
@@ -227,7 +298,12 @@ def read_interface(name: str, source: SourceFile) -> LoadedInterface:
     for attr, value in vars(module).items():
         version, reason = parse_entrypoint(attr, name)
         if version is not None:
-            entry = read_entrypoint(name, version, value, source.path)
+            try:
+                entry = read_entrypoint(name, version, value, source.path)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # reading it ran its code: a __getattr__, a __signature__
+                entry = f"reading it raised {type(exc).__name__}: {brief(exc)}"
             if isinstance(entry, Entrypoint):
                 entrypoints[version] = entry
                 continue
@@ -252,16 +328,19 @@ class LoadedPlugins:
 
 def read_plugins(customer: str, interface: str, source: SourceFile) -> LoadedPlugins:
     """Import ``plugins/<customer>/<interface>.py`` and collect its ``@plugin_config`` functions."""
-    module = import_file(source.path, "plugin", f"customer {customer!r} plugins for {interface!r}")
+    module = import_file(source.path, "plugin", f"customer {customer!r} plugin file for {interface!r}")
     found: dict[int, Plugin] = {}
     for attr, value in vars(module).items():
         try:
             config = getattr(value, PLUGIN_ATTR, None)
-        except Exception:  # an object with a hostile __getattr__ is simply not a plugin
-            continue
-        if isinstance(config, PluginConfig) and id(value) not in found:
+            if not isinstance(config, PluginConfig) or id(value) in found:
+                continue
             name = getattr(value, "__qualname__", attr)
-            found[id(value)] = Plugin(value, config, name, source.path, _line(value))
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # an object with a hostile __getattr__ is simply not a plugin
+            continue
+        found[id(value)] = Plugin(value, config, name if isinstance(name, str) else attr, source.path, _line(value))
     plugins = sorted(found.values(), key=lambda p: (p.config.order, p.line or 0))
     LOG.debug("loaded %d plugin(s) of customer %s for %s from %s", len(plugins), customer, interface, source.path)
     return LoadedPlugins(customer, interface, source, tuple(plugins))
@@ -269,50 +348,77 @@ def read_plugins(customer: str, interface: str, source: SourceFile) -> LoadedPlu
 
 @dataclass(frozen=True, slots=True)
 class Broken:
-    """A file that failed to load, kept so that the failure is not retried on every call."""
+    """A file that failed to load, kept so that the failure is not retried on every call.
+
+    ``transient`` marks a failure of the file system rather than of the
+    file's content (it vanished, could not be read): the next reload tries
+    the file again even when its stamp did not change.
+    """
 
     source: SourceFile
     error: LoadError
+    transient: bool = False
 
     def problem(self, interface: str | None = None, customer: str | None = None) -> Problem:
         return Problem(self.source.path, self.error.line, "import", self.error.message, interface, customer)
 
 
+T = TypeVar("T")
+
+
+def _guarded(
+    source: SourceFile, what: str, read: Callable[[], T], interface: str, customer: str | None
+) -> T | Broken:
+    """``read()``, or ``Broken`` for whatever it raised (only KeyboardInterrupt gets through).
+
+    Reading what a module defines runs code too (a ``__getattr__``, a
+    property, a signature), so it is guarded like the import itself.
+    """
+    try:
+        return read()
+    except LoadError as exc:
+        error = exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        error = LoadError(
+            f"cannot load {what} from {source.path}: {type(exc).__name__} while reading what it defines: {brief(exc)}",
+            path=source.path,
+        )
+        error.__cause__ = exc
+    error.interface, error.customer = interface, customer
+    LOG.error("%s", error)
+    return Broken(source, error, transient=isinstance(error.__cause__, OSError))
+
+
+def _duplicate(tree: Tree, key: FileKey, source: SourceFile, what: str, customer: str | None) -> Broken | None:
+    paths = tree.duplicates.get(key)
+    if paths is None:
+        return None
+    interface = key if isinstance(key, str) else key[1]
+    error = LoadError(
+        f"{what} is defined in more than one folder ({', '.join(paths)}); keep one",
+        interface=interface,
+        customer=customer,
+        path=source.path,
+    )
+    return Broken(source, error)
+
+
 def load_interface(tree: Tree, name: str) -> LoadedInterface | Broken:
     """Import interface ``name`` of ``tree`` (which must list it); a failure is ``Broken``."""
     source = tree.interfaces[name]
-    if name in tree.duplicates:
-        paths = ", ".join(tree.duplicates[name])
-        error = LoadError(
-            f"interface {name!r} is defined in more than one folder ({paths}); keep one",
-            interface=name,
-            path=source.path,
-        )
-        return Broken(source, error)
-    try:
-        return read_interface(name, source)
-    except LoadError as exc:
-        exc.interface = name
-        LOG.error("%s", exc)
-        return Broken(source, exc)
+    what = f"interface {name!r}"
+    duplicate = _duplicate(tree, name, source, what, None)
+    return duplicate if duplicate is not None else _guarded(source, what, lambda: read_interface(name, source), name, None)
 
 
 def load_plugins(tree: Tree, key: PluginKey) -> LoadedPlugins | Broken:
     """Import the plugin file ``key`` (customer, interface) of ``tree``; a failure is ``Broken``."""
     source = tree.plugins[key]
     customer, name = key
-    if key in tree.duplicates:
-        paths = ", ".join(tree.duplicates[key])
-        error = LoadError(
-            f"for {name!r} is in more than one plugin folder ({paths}); keep one",
-            interface=name,
-            customer=customer,
-            path=source.path,
-        )
-        return Broken(source, error)
-    try:
-        return read_plugins(customer, name, source)
-    except LoadError as exc:
-        exc.interface, exc.customer = name, customer
-        LOG.error("%s", exc)
-        return Broken(source, exc)
+    what = f"customer {customer!r} plugin file for {name!r}"
+    duplicate = _duplicate(tree, key, source, what, customer)
+    if duplicate is not None:
+        return duplicate
+    return _guarded(source, what, lambda: read_plugins(customer, name, source), name, customer)

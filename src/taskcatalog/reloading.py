@@ -2,9 +2,15 @@
 
 Unchanged files keep their loaded modules; files that are new or changed are
 imported now. A changed file whose new version fails keeps its last good
-version running, recorded in ``failures`` until the file changes again (or,
-for a plugin file, until its interface changes). The result is a fresh
-``Snapshot`` and a ``ReloadReport``; the old snapshot is only read.
+version running, recorded as a ``Failure`` until the file changes again (or,
+for a plugin file, until its interface changes). "Fails" includes a new
+version that defines nothing usable (a file truncated mid-deploy): deleting
+the file is how an interface or a customer's plugins are removed.
+
+A failure of the file system rather than of the content (the file vanished
+or could not be read) is tried again at every reload until it loads, and
+the report lists it as ``recovered`` when it does. The old snapshot is only
+read; the result is a fresh ``Snapshot`` and a ``ReloadReport``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from .binding import bind
 from .loading import Broken, LoadedInterface, LoadedPlugins, load_interface, load_plugins
 from .results import Problem, ReloadReport
 from .scanning import FileKey, PluginKey, SourceFile, Tree
-from .snapshot import Snapshot
+from .snapshot import Failure, Snapshot
 
 __all__ = ["reloaded"]
 
@@ -25,11 +31,28 @@ LOG = logging.getLogger("taskcatalog.catalog")
 Loaded = LoadedInterface | LoadedPlugins | Broken
 
 
-def _failure(key: FileKey, broken: Broken) -> Problem:
+def _broken_problem(key: FileKey, broken: Broken) -> Problem:
     if isinstance(key, str):
         return broken.problem(key)
     customer, name = key
     return broken.problem(name, customer)
+
+
+def _emptied(loaded: Loaded, previous: Loaded | None) -> tuple[Problem, ...]:
+    """The problems of a new version that defines nothing usable where the last one did."""
+    if isinstance(loaded, LoadedInterface) and isinstance(previous, LoadedInterface):
+        if not loaded.entrypoints and previous.entrypoints:
+            return loaded.problems
+    if isinstance(loaded, LoadedPlugins) and isinstance(previous, LoadedPlugins):
+        if not loaded.plugins and previous.plugins:
+            return (Problem(
+                loaded.source.path, None, "contract",
+                f"customer {loaded.customer!r} plugin file for {loaded.interface!r} defines no @plugin_config "
+                "function any more; the last good version keeps running (delete the file to remove the "
+                "customer's plugins)",
+                loaded.interface, loaded.customer,
+            ),)
+    return ()
 
 
 def reloaded(old: Snapshot, tree: Tree) -> tuple[Snapshot, ReloadReport]:
@@ -43,32 +66,42 @@ def reloaded(old: Snapshot, tree: Tree) -> tuple[Snapshot, ReloadReport]:
     fresh = set(report.added) | set(report.changed)
     interfaces: dict[str, LoadedInterface | Broken] = {}
     plugins: dict[PluginKey, LoadedPlugins | Broken] = {}
-    failures: dict[str, tuple[Any, tuple[Problem, ...]]] = {}
+    failures: dict[str, Failure] = {}
 
     def settle(key: FileKey, source: SourceFile, retry: bool) -> None:
         """Carry the old state of one file over, or load its new version, or keep the last good one."""
         table: dict[Any, Any] = interfaces if isinstance(key, str) else plugins
         previous: Loaded | None = old.interfaces.get(key) if isinstance(key, str) else old.plugins.get(key)
         failure = old.failures.get(source.path)
-        if failure is not None and failure[0] == source.stamp and previous is not None and not retry:
-            table[key] = previous  # this version already failed; the last good one keeps running
-            failures[source.path] = failure
-            return
-        if previous is not None and previous.source == source and not retry:
-            table[key] = previous
-            return
-        if previous is None and source.path not in fresh:
-            return  # never loaded and unchanged: it stays lazy
+        unreadable = (isinstance(previous, Broken) and previous.transient) or (failure is not None and failure.transient)
+        if not (retry or unreadable):
+            if failure is not None and failure.stamp == source.stamp and previous is not None:
+                table[key] = previous  # this version already failed; the last good one keeps running
+                failures[source.path] = failure
+                return
+            if previous is not None and previous.source == source:
+                table[key] = previous
+                return
+            if previous is None and source.path not in fresh:
+                return  # never loaded and unchanged: it stays lazy
         loaded: Loaded = load_interface(tree, key) if isinstance(key, str) else load_plugins(tree, key)
-        if not isinstance(loaded, Broken):
+        good = previous if isinstance(previous, (LoadedInterface, LoadedPlugins)) else None
+        problems = (_broken_problem(key, loaded),) if isinstance(loaded, Broken) else _emptied(loaded, good)
+        if not problems:
             table[key] = loaded
+            if unreadable and source.path not in fresh:
+                report.recovered.append(source.path)
             return
-        problem = _failure(key, loaded)
-        report.failed.append(problem)
-        if isinstance(previous, (LoadedInterface, LoadedPlugins)) and previous.source.path == source.path:
-            LOG.error("reload: %s; keeping the last good version", problem)
-            failures[source.path] = (source.stamp, (problem,))
-            table[key] = previous
+        transient = isinstance(loaded, Broken) and loaded.transient
+        said_before = failure.problems if failure is not None else (
+            (_broken_problem(key, previous),) if isinstance(previous, Broken) else ()
+        )
+        if not (unreadable and transient and said_before == problems):  # the same outage is said once
+            report.failed.extend(problems)
+        if good is not None and good.source.path == source.path:
+            LOG.error("reload: %s; keeping the last good version", problems[0])
+            failures[source.path] = Failure(source.stamp, problems, transient)
+            table[key] = good
         else:
             table[key] = loaded
 
@@ -101,9 +134,12 @@ def reloaded(old: Snapshot, tree: Tree) -> tuple[Snapshot, ReloadReport]:
         ):
             LOG.error("reload: %s; keeping the last good version", binding.problems[0])
             plugins[plugin_key] = previous
-            failures[plugin_file.source.path] = (plugin_file.source.stamp, binding.problems)
+            failures[plugin_file.source.path] = Failure(plugin_file.source.stamp, binding.problems)
     report.failed.extend(p for p in tree.problems if p not in old.tree.problems)
-    for verb, paths in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
+    for verb, paths in (
+        ("added", report.added), ("changed", report.changed), ("removed", report.removed),
+        ("recovered", report.recovered),
+    ):
         for path in paths:
             LOG.info("reload: %s %s", verb, path)
     snapshot = Snapshot(tree, old.pins, interfaces=interfaces, plugins=plugins, failures=failures)

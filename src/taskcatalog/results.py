@@ -65,18 +65,21 @@ class CallResult:
 
 @dataclass(frozen=True, slots=True)
 class ReloadReport:
-    """What ``Catalog.reload`` found: file paths added, changed and removed,
-    and the problems of files whose new version failed (the last good version
-    keeps running where there was one)."""
+    """What ``Catalog.reload`` found: file paths added, changed and removed;
+    ``recovered``, files unchanged on disk that failed for a file-system
+    reason (vanished, unreadable) and load now; and the problems of files
+    whose new version failed (the last good version keeps running where
+    there was one)."""
 
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     failed: list[Problem] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        """True when anything changed or failed."""
-        return bool(self.added or self.changed or self.removed or self.failed)
+        """True when anything changed, failed or recovered."""
+        return bool(self.added or self.changed or self.removed or self.failed or self.recovered)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,4 +87,5 @@ class ReloadReport:
             "changed": list(self.changed),
             "removed": list(self.removed),
             "failed": [p.to_dict() for p in self.failed],
+            "recovered": list(self.recovered),
         }

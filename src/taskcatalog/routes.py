@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import FrameType, FunctionType
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .binding import SlotBinding, SlotTable
@@ -106,10 +106,7 @@ class Route:
     params: frozenset[str] = field(init=False)
     required: frozenset[str] = field(init=False)
     var_kw: bool = field(init=False)
-    # Whether the call path must check keyword arguments before calling. A
-    # plain function does not need it: Python's own check raises TypeError
-    # before the body runs, which the call path turns into ArgumentError.
-    check_args: bool = field(init=False)
+    check_args: bool = field(init=False)  # see Entrypoint.check_args
     deprecation: Deprecation | None = field(init=False)
     retire_at: float | None = field(init=False)
 
@@ -123,9 +120,7 @@ class Route:
             "params": frozenset(entry.params),
             "required": entry.required,
             "var_kw": entry.var_kw,
-            "check_args": entry.is_task
-            or type(entry.target) is not FunctionType
-            or hasattr(entry.target, "__wrapped__"),
+            "check_args": entry.check_args,
             "deprecation": entry.deprecation,
             "retire_at": entry.deprecation.retire_at if entry.deprecation else None,
         }

@@ -10,7 +10,8 @@ later, one file at a time, when a call first needs it (``loading.py``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,39 +57,79 @@ class Tree:
         return out
 
 
-def _list_folder(folder: str, role: str, problems: list[Problem], unreadable: set[str]) -> list[os.DirEntry[str]]:
+# Folders are opened and then read through their descriptor (scandir on the
+# fd, stat relative to it): a folder renamed away and back while it is read is
+# still read whole, so a race with a deploy can never make files look deleted.
+_BY_FD = os.scandir in os.supports_fd and os.open in os.supports_dir_fd and os.stat in os.supports_dir_fd
+_FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+@contextmanager
+def _listing(
+    folder: str, role: str, problems: list[Problem], unreadable: set[str], parent: int | None = None
+) -> Iterator[tuple[list[os.DirEntry[str]], int | None]]:
+    """The folder's entries sorted by name, and its descriptor (None where not used).
+
+    ``parent`` is the open descriptor of the folder's parent, which the
+    folder is then opened relative to. A folder that cannot be listed is
+    added to ``unreadable`` (its files are carried over from the previous
+    scan) and gives no entries. Entries must be stat'ed inside the block.
+    """
+    fd = None
     try:
-        with os.scandir(folder) as it:
-            return sorted(it, key=lambda entry: entry.name)
-    except FileNotFoundError:
-        problems.append(Problem(folder, None, "folder", f"{role} folder {folder} does not exist"))
-    except NotADirectoryError:
-        problems.append(Problem(folder, None, "folder", f"{role} folder {folder} is not a folder"))
+        if _BY_FD:
+            fd = os.open(folder if parent is None else os.path.basename(folder), _FOLDER_FLAGS, dir_fd=parent)
+        with os.scandir(folder if fd is None else fd) as it:
+            entries = sorted(it, key=lambda entry: entry.name)
     except OSError as exc:
-        problems.append(Problem(folder, None, "folder", f"cannot read {role} folder {folder}: {exc.strerror or exc}"))
-    unreadable.add(folder)
-    return []
+        if fd is not None:
+            os.close(fd)
+        if isinstance(exc, FileNotFoundError):
+            message = f"{role} folder {folder} does not exist"
+        elif isinstance(exc, NotADirectoryError):
+            message = f"{role} folder {folder} is not a folder"
+        else:
+            message = f"cannot read {role} folder {folder}: {exc.strerror or exc}"
+        problems.append(Problem(folder, None, "folder", message))
+        unreadable.add(folder)
+        yield [], None
+        return
+    try:
+        yield entries, fd
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _python_files(
-    entries: Iterable[os.DirEntry[str]], what: str, problems: list[Problem]
-) -> Iterable[tuple[str, SourceFile]]:
+    folder: str, entries: Iterable[os.DirEntry[str]], what: str, problems: list[Problem]
+) -> list[tuple[str, SourceFile]]:
     """``(stem, SourceFile)`` for each ``<identifier>.py``; private and hidden names are skipped."""
+    found = []
     for entry in entries:
         if not entry.name.endswith(".py") or entry.name.startswith(("_", ".")):
             continue
+        path = os.path.join(folder, entry.name)
         stem = entry.name[:-3]
         if not is_interface_name(stem):
             problems.append(
-                Problem(entry.path, None, "name", f"{what} file name {entry.name!r} is not <identifier>.py; it is ignored")
+                Problem(path, None, "name", f"{what} file name {entry.name!r} is not <identifier>.py; it is ignored")
             )
             continue
         try:
             st = entry.stat()
-        except OSError as exc:
-            problems.append(Problem(entry.path, None, "import", f"cannot read {entry.path}: {exc.strerror or exc}"))
+        except FileNotFoundError:
+            try:
+                entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # deleted since the listing: it is simply not there
+            problems.append(Problem(path, None, "import", f"cannot read {path}: it is a symbolic link to nothing"))
             continue
-        yield stem, SourceFile(entry.path, (st.st_ino, st.st_size, st.st_mtime_ns))
+        except OSError as exc:
+            problems.append(Problem(path, None, "import", f"cannot read {path}: {exc.strerror or exc}"))
+            continue
+        found.append((stem, SourceFile(path, (st.st_ino, st.st_size, st.st_mtime_ns))))
+    return found
 
 
 def _keep(found: dict[Any, list[SourceFile]], key: Any, source: SourceFile) -> None:
@@ -109,25 +150,28 @@ def scan(interface_dirs: Iterable[str], plugin_dirs: Iterable[str], previous: Tr
     plugins: dict[PluginKey, list[SourceFile]] = {}
 
     for folder in interface_dirs:
-        entries = _list_folder(folder, "interface", problems, unreadable)
-        found = list(_python_files(entries, "interface", problems))
+        with _listing(folder, "interface", problems, unreadable) as (entries, _):
+            found = _python_files(folder, entries, "interface", problems)
         if not found and folder not in unreadable:
             problems.append(Problem(folder, None, "folder", f"interface folder {folder} holds no interface files"))
         for name, source in found:
             _keep(interfaces, name, source)
 
     for folder in plugin_dirs:
-        for entry in _list_folder(folder, "plugin", problems, unreadable):
-            if entry.name.startswith(("_", ".")) or not entry.is_dir():
-                continue
-            if not is_customer_name(entry.name):
-                problems.append(
-                    Problem(entry.path, None, "name", f"plugin folder name {entry.name!r} is not a valid customer name; it is ignored")
-                )
-                continue
-            customer_entries = _list_folder(entry.path, f"customer {entry.name!r} plugin", problems, unreadable)
-            for name, source in _python_files(customer_entries, "plugin", problems):
-                _keep(plugins, (entry.name, name), source)
+        with _listing(folder, "plugin", problems, unreadable) as (customers, parent):
+            for entry in customers:
+                if entry.name.startswith(("_", ".")) or not entry.is_dir():
+                    continue
+                path = os.path.join(folder, entry.name)
+                if not is_customer_name(entry.name):
+                    problems.append(Problem(
+                        path, None, "name", f"plugin folder name {entry.name!r} is not a valid customer name; it is ignored"
+                    ))
+                    continue
+                role = f"customer {entry.name!r} plugin"
+                with _listing(path, role, problems, unreadable, parent) as (entries, _):
+                    for name, source in _python_files(path, entries, "plugin", problems):
+                        _keep(plugins, (entry.name, name), source)
 
     if previous is not None and unreadable:
         def lost(path: str) -> bool:

@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .binding import Binding, bind
@@ -32,16 +33,30 @@ from .loading import Broken, Entrypoint, LoadedInterface, LoadedPlugins, load_in
 from .naming import check_interface_name
 from .results import Problem
 from .routes import CallHost, Route, call_error, rescope
-from .scanning import FileKey, PluginKey, Tree
+from .scanning import FileKey, PluginKey, Stamp, Tree
 
-__all__ = ["Snapshot", "Pins", "RouteKey"]
+__all__ = ["Snapshot", "Failure", "Pins", "RouteKey"]
 
 LOG = logging.getLogger("taskcatalog.catalog")
 
 Pins = Mapping[str, Mapping[str, int]]  # customer -> interface -> version
 RouteKey = tuple[Any, Any, Any, type]  # (name, version as asked, customer, type of version)
-# The last good version of a file whose newest version failed: path -> (stamp, problems).
-Failures = Mapping[str, tuple[Any, tuple[Problem, ...]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why the newest version of a file is not the one running (its last good version is).
+
+    ``transient``: the file could not be read (a file system failure), so the
+    next reload tries it again even if its stamp is the same.
+    """
+
+    stamp: Stamp
+    problems: tuple[Problem, ...]
+    transient: bool = False
+
+
+Failures = Mapping[str, Failure]  # path -> Failure
 
 
 class Snapshot:
@@ -64,7 +79,7 @@ class Snapshot:
         self.pins = pins
         self._interfaces: dict[str, LoadedInterface | Broken] = dict(interfaces or {})
         self._plugins: dict[PluginKey, LoadedPlugins | Broken] = dict(plugins or {})
-        self._failures: dict[str, tuple[Any, tuple[Problem, ...]]] = dict(failures or {})
+        self._failures: dict[str, Failure] = dict(failures or {})
         self._bindings: dict[tuple[str | None, str], Binding] = {}
         self._routes: dict[RouteKey, Route] = {}
         self._locks: dict[FileKey, threading.RLock] = {}
@@ -254,8 +269,8 @@ class Snapshot:
                     source.path, None, "orphan",
                     f"customer {customer!r} has plugins for {name!r}, which is not an interface of the catalog",
                     name, customer))
-        for _, problems in self._failures.values():
-            found.extend(problems)
+        for failure in self._failures.values():
+            found.extend(failure.problems)
         # A file in two folders also fails to load; the tree already said why.
         found = [p for p in found if p.kind != "import" or not self._duplicated(p)]
         unique = {(p.path, p.line, p.kind, p.message): p for p in found}
