@@ -6,7 +6,7 @@ import multiprocessing
 import os
 import sqlite3
 import threading
-from contextlib import closing
+from contextlib import closing, contextmanager
 
 import pytest
 
@@ -250,3 +250,124 @@ def test_backups_taken_while_another_process_writes_are_consistent(db, tmp_path)
     assert writer.exitcode == 0
     assert seen == sorted(seen) and seen[0] >= 10
     assert count(db, "orders") >= seen[-1]
+
+
+# ---------------------------------------------------------------- backup onto a file in use
+
+
+def theirs(path, wal=True):
+    """A database at ``path`` holding someone else's data: one note, "theirs"."""
+    with connect(path) as other:
+        other.upgrade(ACME)
+        other.create("notes", {"body": "theirs"})
+    if not wal:
+        with closing(sqlite3.connect(path)) as raw:
+            raw.execute("PRAGMA journal_mode = DELETE")
+
+
+def content(path):
+    """Tables, notes and journal mode of ``path``, read with plain sqlite3."""
+    with closing(sqlite3.connect(path)) as raw:
+        names = [r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        notes = raw.execute("SELECT body FROM notes ORDER BY id").fetchall() if "notes" in names else None
+        return names, notes, raw.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def in_use(db, target):
+    return (
+        f"cannot back up {db.label} to {target}: that file is open in another connection (in use by this or "
+        f"another process); close it there first, or back up to another path. Nothing was written"
+    )
+
+
+@contextmanager
+def held_by_this_library(path):
+    with connect(path) as other:
+        yield
+
+
+@contextmanager
+def held_by_sqlite3(path, sql):
+    with closing(sqlite3.connect(path, isolation_level=None)) as raw:
+        for statement in sql:
+            raw.execute(statement).fetchall()
+        yield
+
+
+def hold_open(path, ready, done):
+    """Run in a spawned process: keep the database at ``path`` open until told to stop."""
+    with connect(path) as db:
+        db.read("notes")
+        ready.set()
+        done.wait(timeout=60)
+
+
+@contextmanager
+def held_by_another_process(path):
+    context = multiprocessing.get_context("spawn")
+    ready, done = context.Event(), context.Event()
+    holder = context.Process(target=hold_open, args=(str(path), ready, done))
+    holder.start()
+    try:
+        assert ready.wait(timeout=60), "the holding process never opened the database"
+        yield
+    finally:
+        done.set()
+        holder.join(timeout=60)
+    assert holder.exitcode == 0
+
+
+HOLDERS = [
+    pytest.param(True, held_by_this_library, id="this-library"),
+    pytest.param(True, lambda path: held_by_sqlite3(path, ["SELECT * FROM notes"]), id="sqlite3-wal-idle"),
+    pytest.param(False, lambda path: held_by_sqlite3(path, ["BEGIN", "SELECT * FROM notes"]), id="sqlite3-reading"),
+    pytest.param(False, lambda path: held_by_sqlite3(path, ["BEGIN IMMEDIATE"]), id="sqlite3-writing"),
+    pytest.param(True, held_by_another_process, id="another-process"),
+]
+
+
+@pytest.mark.parametrize(("wal", "holder"), HOLDERS)
+def test_backup_onto_a_database_open_elsewhere_is_refused_before_writing(tmp_path, wal, holder):
+    target = tmp_path / "in-use.sqlite3"
+    theirs(target, wal=wal)
+    before = content(target)
+
+    def work():
+        with connect(tmp_path / "main.sqlite3") as db:
+            db.upgrade(SHOP + ACME)
+            fill(db)
+            with holder(target):
+                with pytest.raises(DatabaseError) as refused:
+                    db.backup(target)
+            return db, refused.value
+
+    db, refused = in_a_thread(work, seconds=30)
+    assert type(refused) is DatabaseError
+    assert str(refused) == in_use(db, target)
+    assert refused.path == str(target)
+    assert content(target) == before == (["notes", "taskcatalog_migrations"], [("theirs",)], "wal" if wal else "delete")
+
+
+def test_backup_onto_a_database_nobody_has_open_replaces_it(db, tmp_path):
+    fill(db)
+    for wal in (True, False):
+        target = tmp_path / f"old-{wal}.sqlite3"
+        theirs(target, wal=wal)
+        assert db.backup(target) == target
+        assert content(target) == (["lines", "notes", "orders", "taskcatalog_migrations"], [("keep me?",)], "delete")
+        assert integrity(target) == ("ok", 1)
+        assert not os.path.exists(f"{target}-wal") and not os.path.exists(f"{target}-shm")
+
+
+def test_an_idle_rollback_journal_connection_does_not_stop_a_backup_and_then_reads_the_copy(db, tmp_path):
+    # In rollback-journal mode a connection outside a transaction holds no
+    # lock: SQLite cannot tell it is there, and it needs no protection, since
+    # it reads the changed file afresh at its next transaction.
+    fill(db)
+    target = tmp_path / "idle.sqlite3"
+    theirs(target, wal=False)
+    with closing(sqlite3.connect(target, isolation_level=None)) as idle:
+        assert idle.execute("SELECT body FROM notes").fetchall() == [("theirs",)]
+        db.backup(target)
+        assert idle.execute("SELECT body FROM notes").fetchall() == [("keep me?",)]
+        assert idle.execute("SELECT count(*) FROM orders").fetchone() == (1,)

@@ -6,13 +6,14 @@ import multiprocessing
 import os
 import sqlite3
 import threading
+import time
 import warnings
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from taskcatalog.db import DatabaseError, Migration, connect
+from taskcatalog.db import DatabaseError, DatabaseLocked, Migration, connect
 
 SCHEMA = Migration("load", "0001_hits", "CREATE TABLE hits (id INTEGER PRIMARY KEY, writer TEXT, n INTEGER)")
 WRITERS = 4
@@ -132,6 +133,67 @@ def test_a_memory_database_is_shared_by_the_threads_of_a_connection():
         assert len(db.read("hits")) == 200
 
 
+def test_a_memory_database_held_by_another_threads_session_is_locked_after_the_timeout(tmp_path):
+    with connect(":memory:", timeout=0.2) as db:
+        db.upgrade([SCHEMA])
+        inside, release = threading.Event(), threading.Event()
+        holder_errors = []
+
+        def hold():
+            try:
+                with db.session():
+                    db.create("hits", {"writer": "holder", "n": 0})
+                    inside.set()
+                    assert release.wait(timeout=60)
+            except BaseException as exc:
+                holder_errors.append(exc)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        outcomes = []
+        try:
+            assert inside.wait(timeout=60)
+            # Each call runs in a thread of its own, so a call that waits
+            # without limit fails the test instead of hanging it.
+            for call in (
+                lambda: db.read("hits"),
+                lambda: db.create("hits", {"writer": "other", "n": 1}),
+                lambda: db.session().__enter__(),
+                lambda: db.backup(tmp_path / "copy.sqlite3"),
+            ):
+                outcome = {}
+
+                def attempt(call=call, outcome=outcome):
+                    started = time.monotonic()
+                    try:
+                        call()
+                    except Exception as exc:
+                        outcome["error"] = exc
+                    outcome["waited"] = time.monotonic() - started
+
+                thread = threading.Thread(target=attempt, daemon=True)
+                thread.start()
+                thread.join(timeout=30)
+                assert not thread.is_alive(), "the call waited without limit"
+                outcomes.append(outcome)
+        finally:
+            release.set()
+            holder.join(timeout=60)
+        assert holder_errors == []
+        message = (
+            "the database :memory: is locked: another thread's session held it for more than 0.2 s (the threads "
+            "of a :memory: connection take turns on its one sqlite3 connection); keep sessions short or raise timeout="
+        )
+        for outcome in outcomes:
+            error = outcome["error"]
+            assert type(error) is DatabaseLocked and str(error) == message and error.path == ":memory:"
+            assert 0.2 <= outcome["waited"] < 10
+        assert not (tmp_path / "copy.sqlite3").exists()  # refused before the copy was touched
+        # Once the session is over, the other threads' turn comes.
+        assert [r["writer"] for r in db.read("hits")] == ["holder"]
+        assert db.create("hits", {"writer": "after", "n": 2}) == 2
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through /proc")
 def test_connections_of_finished_threads_are_closed(tmp_path):
     with connect(tmp_path / "short.sqlite3") as db:
@@ -165,7 +227,7 @@ def forked_child(db, writer, report):
     db.on("after_create", "hits", lambda event: created.append(event.result))
     for n in range(20):
         db.create("hits", {"writer": writer, "n": n})
-    report.send((id(db._state.conn), len(created)))
+    report.send((id(db._threads.state.conn), len(created)))
     db.close()
 
 
@@ -181,7 +243,7 @@ def test_a_forked_child_opens_its_own_connections_and_locks(tmp_path):
     with connect(tmp_path / "fork.sqlite3") as db:
         db.upgrade([SCHEMA])
         db.create("hits", {"writer": "parent", "n": 0})
-        parent_conn = id(db._state.conn)
+        parent_conn = id(db._threads.state.conn)
         context = multiprocessing.get_context("fork")
         pipes = [context.Pipe(duplex=False) for _ in range(2)]
         children = [
@@ -191,7 +253,7 @@ def test_a_forked_child_opens_its_own_connections_and_locks(tmp_path):
         try:
             # As if another thread were inside on() at the moment of the fork:
             # a child that kept this lock would wait for it forever.
-            with db._hooks_lock:
+            with db._callbacks._lock:
                 fork_quietly(children)
             for child in children:
                 child.join(timeout=60)
@@ -209,7 +271,7 @@ def test_a_forked_child_opens_its_own_connections_and_locks(tmp_path):
         # parent's stays referenced in the child, so no new one can reuse its id).
         assert [conn != parent_conn for conn, _ in reports] == [True, True]
         assert [count for _, count in reports] == [20, 20]
-        assert id(db._state.conn) == parent_conn
+        assert id(db._threads.state.conn) == parent_conn
         db.create("hits", {"writer": "parent", "n": 1})  # the parent's connection is untouched
         assert len(db.read("hits")) == 42
 

@@ -27,6 +27,8 @@ def test_the_database_page_examples_run(tmp_path, monkeypatch, capsys):
         "{'id': 1, 'sku': 'A-1', 'qty': 2}",
         "[{'id': 3, 'sku': 'C-3', 'qty': 4}, {'id': 1, 'sku': 'A-1', 'qty': 2}]",
         "no table 'orders; DROP TABLE orders' in var/shop.sqlite3; tables: 'audit', 'notes', 'orders'",
+        "cannot store the value for column 'qty' of table 'orders' in var/shop.sqlite3: NaN, which SQLite would "
+        "store as NULL, losing the value; store None, or the number as text",
         "['E-5']",
         "0 True",
         "no deletes on orders",

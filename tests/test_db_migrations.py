@@ -237,6 +237,36 @@ def test_a_windows_checkout_of_a_migration_file_is_not_drift(db, tmp_path):
     assert [s.state for s in db.migration_status(folder, namespace="shop")] == ["applied"]
 
 
+@pytest.mark.parametrize("newline", ["\r\n", "\r"], ids=["crlf", "cr"])
+def test_a_migration_built_in_code_with_other_line_ends_is_the_same_migration(db, newline):
+    lf = "CREATE TABLE orders (id INTEGER PRIMARY KEY);\nCREATE INDEX o ON orders (id);\n"
+    other = Migration("shop", "0001_orders", lf.replace("\n", newline))
+    same = Migration("shop", "0001_orders", lf)
+    assert other.sql == lf
+    assert other.checksum == same.checksum == hashlib.sha256(lf.encode()).hexdigest()
+    assert other == same
+    assert db.upgrade([other]) == ["0001_orders"]
+    assert [s.state for s in db.migration_status([same])] == ["applied"]
+    assert db.upgrade([same]) == []
+
+
+def test_line_numbers_count_every_kind_of_line_end(db):
+    sql = "CREATE TABLE a (x);\r\n\r\nCREATE TABLE b (y);\rCREATE TABLE a (z);\n"
+    with pytest.raises(MigrationError) as raised:
+        db.upgrade([Migration("shop", "0001_mixed", sql)])
+    assert raised.value.line == 4
+    assert "failed at statement 3 of 3 (line 4)" in str(raised.value)
+
+
+def test_a_folder_migration_keeps_the_checksum_of_its_text_with_newlines(db, tmp_path):
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "0001_orders.sql").write_bytes(b"CREATE TABLE orders (id INTEGER PRIMARY KEY);\r\nSELECT 1;\r\n")
+    assert db.migration_status(folder, namespace="shop")[0].checksum == hashlib.sha256(
+        b"CREATE TABLE orders (id INTEGER PRIMARY KEY);\nSELECT 1;\n"
+    ).hexdigest()
+
+
 def test_an_edited_migration_file_is_drift_named_by_its_path(db, tmp_path):
     folder = write(tmp_path / "migrations", {"0001_orders.sql": ORDERS.sql})
     db.upgrade(folder, namespace="shop")

@@ -258,6 +258,91 @@ def test_create_many_failing_inside_a_session_keeps_the_rest_of_the_session(db):
     assert skus(db) == ["kept"]
 
 
+def emptying(part):
+    """A before_* callback that removes everything from the event's ``values`` or ``where``."""
+
+    def callback(event):
+        getattr(event, part).clear()
+
+    return callback
+
+
+EMPTIED = [
+    pytest.param(
+        "before_update", "values", lambda db: db.update("orders", {"sku": "a"}, {"qty": 5}),
+        "update() on 'orders': the before_update callbacks left no column to set; "
+        "a callback may change the values, not remove them all",
+        id="update-values",
+    ),
+    pytest.param(
+        "before_update", "where", lambda db: db.update("orders", {"sku": "a"}, {"qty": 5}),
+        "update() on 'orders': the before_update callbacks left an empty where, which would update every row",
+        id="update-where",
+    ),
+    pytest.param(
+        "before_delete", "where", lambda db: db.delete("orders", {"sku": "a"}),
+        "delete() on 'orders': the before_delete callbacks left an empty where, which would delete every row",
+        id="delete-where",
+    ),
+]
+
+
+@pytest.mark.parametrize(("event", "part", "call", "message"), EMPTIED)
+def test_a_before_callback_that_empties_the_change_is_refused_and_rolls_the_session_back(db, event, part, call, message):
+    db.create_many("orders", [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}])
+    db.on(event, "orders", emptying(part))
+    with pytest.raises(ValueError) as raised:
+        call(db)  # alone: its own session
+    assert str(raised.value) == message
+    with pytest.raises(ValueError) as raised:
+        with db.session():
+            db.create("orders", {"sku": "c"})
+            call(db)
+    assert str(raised.value) == message
+    error = None
+    with pytest.raises(ValueError) as again:
+        with db.session():
+            db.create("orders", {"sku": "d"})
+            try:
+                call(db)
+            except ValueError as caught:
+                error = caught  # caught, but the session is doomed like after any failing callback
+            with pytest.raises(DatabaseError, match=r"will be rolled back: a callback raised ValueError"):
+                db.create("orders", {"sku": "e"})
+    assert again.value is error
+    assert db.read("orders") == [{"id": 1, "sku": "a", "qty": 1}, {"id": 2, "sku": "b", "qty": 2}]
+
+
+def test_a_before_callback_that_leaves_an_unknown_column_rolls_the_session_back(db):
+    def misspell(event):
+        event.values["quantity"] = event.values.pop("qty", 0)
+
+    db.on("before_create", "orders", misspell)
+    db.on("before_update", "orders", misspell)
+    for call in (lambda: db.create("orders", {"sku": "b", "qty": 1}), lambda: db.update("orders", {"sku": "a"}, {"qty": 2})):
+        with pytest.raises(SchemaError, match=r"^no column 'quantity' in table 'orders' of "):
+            with db.session():
+                db.create("audit", {"event": "gone with the session"})
+                try:
+                    call()
+                except SchemaError:
+                    pass
+                with pytest.raises(DatabaseError, match=r"will be rolled back: a callback raised SchemaError"):
+                    db.read("orders")
+    assert db.read("audit") == []
+
+
+def test_a_before_create_callback_that_empties_the_row_inserts_the_defaults(db):
+    # As create(table, {}) does: INSERT ... DEFAULT VALUES.
+    db.on("before_create", "orders", emptying("values"))
+    seen = []
+    db.on("after_create", "orders", lambda event: seen.append((event.values, event.result)))
+    row_id = db.create("orders", {"sku": "a", "qty": 1})
+    assert db.create_many("orders", [{"sku": "b"}, {"sku": "c"}]) == 2
+    assert db.read("orders") == [{"id": n, "sku": None, "qty": None} for n in (1, 2, 3)]
+    assert seen == [({}, row_id), ({}, 2), ({}, 3)]
+
+
 def test_registering_a_callback_checks_its_arguments(db):
     with pytest.raises(ValueError, match=r"unknown event 'on_create'; events are: before_create, after_create, "):
         db.on("on_create", "orders", print)
@@ -415,9 +500,9 @@ def test_a_transaction_ended_behind_the_layers_back_is_never_committed(db, neste
             db.create("orders", {"sku": "outer"})
             if nested:
                 with db.session():
-                    db._state.conn.execute("ROLLBACK")
+                    db._threads.state.conn.execute("ROLLBACK")
                 with pytest.raises(DatabaseError, match=r"^this session on .* was rolled back by SQLite"):
                     db.create("orders", {"sku": "after"})
             else:
-                db._state.conn.execute("ROLLBACK")
+                db._threads.state.conn.execute("ROLLBACK")
     assert skus(db) == []

@@ -106,6 +106,24 @@ def test_bad_filters_are_refused_clearly(db, where, error, message):
         db.read("items", where=where)
 
 
+@pytest.mark.parametrize("values", [[None], [3, None], (None, None)])
+def test_in_with_none_is_refused_as_it_never_matches_null(db, values):
+    message = (
+        "where['tag']: 'in' with None in the list never matches NULL (SQL's IN compares with =); "
+        "use None or ('!=', None) to match on NULL"
+    )
+    calls = [
+        lambda: db.read("items", where={"tag": ("in", values)}),
+        lambda: db.update("items", {"tag": ("in", values)}, {"qty": 0}),
+        lambda: db.delete("items", {"tag": ("IN", values)}),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError) as raised:
+            call()
+        assert str(raised.value) == message
+    assert names(db.read("items", where={"qty": 0})) == ["x'; DROP TABLE items; --"]  # nothing was changed
+
+
 @pytest.mark.parametrize(
     ("order_by", "error", "message"),
     [

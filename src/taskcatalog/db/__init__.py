@@ -6,7 +6,8 @@ backend. See docs/database.md for a guided tour.
 
 from ..errors import DatabaseError, DatabaseLocked, MigrationError, SchemaError, UnknownBackend
 from .backends import connect
-from .base import Connection, CrudEvent
+from .base import Connection
+from .callbacks import CrudEvent
 from .migrations import Migration, MigrationStatus
 from .sqlite import SQLiteConnection
 

@@ -1,24 +1,28 @@
 """The ``Connection`` contract every database backend fulfils, and what they share.
 
-A backend (``sqlite.py`` is the built-in one) implements the abstract methods:
-opening, transactions, executing SQL and migrations. Everything that does not
-depend on the engine lives here once: the errors of the layer, checking table
-and column names against the live schema, building ``WHERE``/``ORDER BY``
-text from plain data, and registering and firing CRUD callbacks.
+A backend (``sqlite/`` is the built-in one) implements the abstract methods:
+the public calls that need an engine (sessions, CRUD, wipe, backup, close)
+and a few named hooks (listed in the ``Connection`` docstring) through which
+this module and the migration runner (``migrate.py``) reach the engine.
+Everything that does not depend on the engine lives here once: checking
+table and column names against the live schema, building ``WHERE``,
+``ORDER BY``, ``INSERT``, ``UPDATE`` and ``DELETE`` text from plain data,
+registering callbacks, and running migrations.
 """
 
 from __future__ import annotations
 
 import abc
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import SchemaError
+from . import migrate
+from .callbacks import EVENTS, Callback, Callbacks, CrudEvent
 from .migrations import Migration, MigrationStatus
 
 __all__ = [
@@ -30,37 +34,12 @@ __all__ = [
     "quote",
 ]
 
-EVENTS = (
-    "before_create",
-    "after_create",
-    "before_update",
-    "after_update",
-    "before_delete",
-    "after_delete",
-)
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "in", "like")
 _COMPARE = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "like": "LIKE"}
 
 Row = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class CrudEvent:
-    """What a CRUD callback receives: one argument, the same shape for every event.
-
-    ``values`` is the row (create) or the new values (update), ``where`` the
-    filter (update, delete), ``result`` is None before the change and the new
-    row id (create) or the number of rows changed (update, delete) after it.
-    In ``before_create`` and ``before_update`` callbacks ``values`` is a fresh
-    dict: what the callback leaves in it is what gets written.
-    """
-
-    event: str
-    table: str
-    values: dict[str, Any] | None
-    where: dict[str, Any] | None
-    result: int | None
-    db: Connection
+#: The parameters of a statement, and per parameter the column it is for (None for a LIMIT).
+Params = tuple[list[Any], list[str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,23 +92,37 @@ class Connection(abc.ABC):
 
     Use it as a context manager (``with connect(url) as db:``) or call
     ``close()``. One object may be shared by the threads of a process.
+
+    A backend implements: the public calls ``session``, ``create``,
+    ``create_many``, ``read``, ``get``, ``update``, ``delete``, ``wipe``,
+    ``backup``, ``close`` and the ``label`` property; the hooks
+    ``_load_schema`` (tables, views and columns, for the name checks),
+    ``_execute``, ``_execute_many`` and ``_execute_migration`` (statements in
+    the calling thread's session; the catalog's telemetry and batches write
+    through the first two), ``_tables``, ``_in_session``, ``_in_transaction`` and
+    ``_migration_transaction`` (for the migration runner); and the class
+    attributes ``param`` (the driver's placeholder) and ``engine_error`` (the
+    driver's base exception). Its write paths run the callbacks of
+    ``self._callbacks`` and roll the whole session back when one raises.
     """
 
+    #: The SQL dialect: which of the catalog's own migrations (``schema/<dialect>/``) apply.
+    dialect: ClassVar[str] = ""
     #: Placeholder for a bound parameter in this backend's SQL dialect.
-    param = "?"
+    param: ClassVar[str] = "?"
+    #: The base class of the driver's errors: what a migration's failing statement raises.
+    engine_error: ClassVar[type[Exception]] = Exception
 
     def __init__(self, url: str) -> None:
         self.url = url
         # table -> what the live schema says about it (see _table).
         self._schema: dict[str, TableInfo] = {}
-        # Callbacks per operation: table -> (before callbacks, after callbacks).
-        # Kept as tuples replaced whole, so the write path reads them without a lock.
-        self._create_hooks: dict[str, tuple[tuple[Callable, ...], tuple[Callable, ...]]] = {}
-        self._update_hooks: dict[str, tuple[tuple[Callable, ...], tuple[Callable, ...]]] = {}
-        self._delete_hooks: dict[str, tuple[tuple[Callable, ...], tuple[Callable, ...]]] = {}
-        self._hooks_lock = threading.Lock()
+        self._callbacks = Callbacks()
 
-    # ------------------------------------------------------------------ contract
+    @property
+    @abc.abstractmethod
+    def label(self) -> str:
+        """How errors name this database (a file path, usually)."""
 
     @abc.abstractmethod
     def session(self) -> AbstractContextManager[Connection]:
@@ -178,37 +171,8 @@ class Connection(abc.ABC):
         """Write a consistent copy of the database to ``path``."""
 
     @abc.abstractmethod
-    def upgrade(
-        self,
-        migrations: Iterable[Migration] | str | PathLike[str],
-        namespace: str | None = None,
-    ) -> list[str]:
-        """Apply the pending migrations in order; return the ids applied."""
-
-    @abc.abstractmethod
-    def migration_status(
-        self,
-        migrations: Iterable[Migration] | str | PathLike[str] | None = None,
-        namespace: str | None = None,
-    ) -> list[MigrationStatus]:
-        """Each migration's state: applied, pending, drifted or missing."""
-
-    @abc.abstractmethod
     def close(self) -> None:
         """Close the connection; later calls raise ``DatabaseError``."""
-
-    @abc.abstractmethod
-    def _load_schema(self) -> dict[str, TableInfo]:
-        """Read the tables and views, their columns and whether rows have ids, from the database."""
-
-    @abc.abstractmethod
-    def _doom(self, error: BaseException) -> None:
-        """A callback raised: the current session must end in a rollback."""
-
-    @property
-    @abc.abstractmethod
-    def label(self) -> str:
-        """How errors name this database (a file path, usually)."""
 
     def __enter__(self) -> Connection:
         return self
@@ -216,9 +180,64 @@ class Connection(abc.ABC):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ callbacks
+    # The hooks: how this module and migrate.py reach the engine.
 
-    def on(self, event: str, table: str, callback: Callable[[CrudEvent], Any]) -> None:
+    @abc.abstractmethod
+    def _load_schema(self) -> dict[str, TableInfo]:
+        """Read the tables and views, their columns and whether rows have ids, from the database."""
+
+    @abc.abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement in the calling thread's session (alone outside one); its rows."""
+
+    @abc.abstractmethod
+    def _execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        """Run one statement once per row of parameters in the calling thread's session; rows affected."""
+
+    @abc.abstractmethod
+    def _execute_migration(self, sql: str) -> None:
+        """Run one statement of a migration in the current transaction, raising the driver's own error."""
+
+    @abc.abstractmethod
+    def _tables(self) -> set[str]:
+        """The tables that hold rows (the bookkeeping table included), not the engine's own."""
+
+    @abc.abstractmethod
+    def _in_session(self) -> bool:
+        """Whether the calling thread is inside a session."""
+
+    @abc.abstractmethod
+    def _in_transaction(self) -> bool:
+        """Whether the calling thread's transaction is still open (a statement may have ended it)."""
+
+    @abc.abstractmethod
+    def _migration_transaction(self, migration: Migration) -> AbstractContextManager[None]:
+        """The transaction ``migration`` runs in: a session, and whatever the engine needs around it."""
+
+    def upgrade(
+        self,
+        migrations: Iterable[Migration] | str | PathLike[str],
+        namespace: str | None = None,
+    ) -> list[str]:
+        """Apply pending migrations in order, each in its own transaction.
+
+        Drift (an applied migration whose SQL changed) anywhere in the set
+        stops everything before anything is applied. A migration that fails
+        is rolled back whole and raises MigrationError, its cause being the
+        engine's error. Returns the ids this call applied.
+        """
+        return migrate.upgrade(self, migrations, namespace)
+
+    def migration_status(
+        self,
+        migrations: Iterable[Migration] | str | PathLike[str] | None = None,
+        namespace: str | None = None,
+    ) -> list[MigrationStatus]:
+        """Each migration's state: applied, pending, drifted or missing; without
+        migrations, what the database has recorded."""
+        return migrate.migration_status(self, migrations, namespace)
+
+    def on(self, event: str, table: str, callback: Callback) -> None:
         """Call ``callback(event)`` with a ``CrudEvent`` at each ``event`` on ``table``.
 
         Callbacks run in the caller's thread and transaction, in registration
@@ -228,27 +247,11 @@ class Connection(abc.ABC):
         if event not in EVENTS:
             raise ValueError(f"unknown event {event!r}; events are: {', '.join(EVENTS)}")
         self._columns(table)
-        if not callable(callback):
-            raise TypeError(f"callback for {event} on {table!r} must be callable, not {type(callback).__name__}")
-        when, operation = event.split("_")
-        hooks = {"create": self._create_hooks, "update": self._update_hooks, "delete": self._delete_hooks}[operation]
-        with self._hooks_lock:
-            before, after = hooks.get(table, ((), ()))
-            if when == "before":
-                before += (callback,)
-            else:
-                after += (callback,)
-            hooks[table] = (before, after)
+        self._callbacks.on(event, table, callback)
 
-    def _fire(self, callbacks: tuple[Callable, ...], event: CrudEvent) -> None:
-        for callback in callbacks:
-            try:
-                callback(event)
-            except BaseException as exc:
-                self._doom(exc)
-                raise
-
-    # ------------------------------------------------------------------ names
+    def _forget_schema(self) -> None:
+        """Drop what is cached about the schema (after a migration, or when it changed under us)."""
+        self._schema = {}
 
     def _refresh_schema(self) -> dict[str, TableInfo]:
         schema = self._load_schema()
@@ -285,11 +288,23 @@ class Connection(abc.ABC):
         info = self._refresh_schema().get(table)
         columns = () if info is None else info.columns
         if name in columns:
-            return name  # type: ignore[return-value]
+            return str(name)
         raise SchemaError(
             f"no column {name!r} in table {table!r} of {self.label}; columns: {_listing(columns, '(none)')}",
             path=self.label,
         )
+
+    def _row_mismatch(self, table: str, batch: list[Any], names: tuple[str, ...], columns: tuple[str, ...]) -> None:
+        """Raise the error naming the first row whose columns differ from row 0's."""
+        for number, row in enumerate(batch):
+            values = _values_mapping(row, f"create_many() row {number} for {table!r}")
+            for name in values:
+                self._column(table, columns, name)
+            if set(values) != set(names):
+                raise ValueError(
+                    f"create_many() row {number} for {table!r} has the columns {sorted(values)}, "
+                    f"row 0 has {sorted(names)}: every row needs the same columns"
+                )
 
     def _rowid(self, table: str, verb: str, advice: str) -> str:
         """How SQL names the row id of ``table``; SchemaError saying why when it cannot."""
@@ -315,17 +330,17 @@ class Connection(abc.ABC):
             )
         return info.columns
 
-    # ------------------------------------------------------------------ SQL text
-
-    def _where_sql(self, table: str, columns: tuple[str, ...], where: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    def _where_sql(self, table: str, columns: tuple[str, ...], where: Mapping[str, Any]) -> tuple[str, Params]:
         """``WHERE`` text and its parameters from ``{column: value or (op, value)}``."""
         if not isinstance(where, Mapping):
             raise TypeError(f"where must be a mapping of column to value, not {type(where).__name__}")
         p = self.param
         parts: list[str] = []
         params: list[Any] = []
+        names: list[str | None] = []
         for name, condition in where.items():
-            column = quote(self._column(table, columns, name))
+            checked = self._column(table, columns, name)
+            column = quote(checked)
             if condition is None:
                 parts.append(f"{column} IS NULL")
                 continue
@@ -337,6 +352,7 @@ class Connection(abc.ABC):
             if not isinstance(condition, tuple):
                 parts.append(f"{column} = {p}")
                 params.append(condition)
+                names.append(checked)
                 continue
             if len(condition) != 2 or not isinstance(condition[0], str):
                 raise ValueError(f"where[{name!r}] must be a value or an (operator, value) pair, not {condition!r}")
@@ -345,11 +361,18 @@ class Connection(abc.ABC):
                 if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
                     raise TypeError(f"where[{name!r}]: 'in' needs a list of values, not {type(value).__name__}")
                 items = list(value)
+                if any(item is None for item in items):
+                    # x IN (NULL) is NULL, never true: the None would silently match no row.
+                    raise ValueError(
+                        f"where[{name!r}]: 'in' with None in the list never matches NULL (SQL's IN compares "
+                        f"with =); use None or ('!=', None) to match on NULL"
+                    )
                 if not items:
                     parts.append("0")  # IN () matches nothing; SQL has no empty list
                 else:
                     parts.append(f"{column} IN ({', '.join([p] * len(items))})")
                     params.extend(items)
+                    names.extend([checked] * len(items))
             elif op not in _COMPARE:
                 raise ValueError(f"where[{name!r}]: unknown operator {condition[0]!r}; operators are: {' '.join(OPERATORS)}")
             elif value is None:
@@ -363,7 +386,8 @@ class Connection(abc.ABC):
             else:
                 parts.append(f"{column} {_COMPARE[op]} {p}")
                 params.append(value)
-        return " AND ".join(parts), params
+                names.append(checked)
+        return " AND ".join(parts), (params, names)
 
     def _order_sql(self, table: str, columns: tuple[str, ...], order_by: str | Iterable[str]) -> str:
         """``ORDER BY`` text from ``"col"``, ``"-col"`` (descending) or a list of them."""
@@ -384,12 +408,13 @@ class Connection(abc.ABC):
         where: Mapping[str, Any] | None,
         order_by: str | Iterable[str] | None,
         limit: int | None,
-    ) -> tuple[str, list[Any]]:
+    ) -> tuple[str, Params]:
         columns = self._columns(table)
         sql = "SELECT * FROM " + quote(table)
         params: list[Any] = []
+        names: list[str | None] = []
         if where:
-            clause, params = self._where_sql(table, columns, where)
+            clause, (params, names) = self._where_sql(table, columns, where)
             sql += " WHERE " + clause
         elif where is not None and not isinstance(where, Mapping):
             raise TypeError(f"where must be a mapping of column to value, not {type(where).__name__}")
@@ -400,11 +425,14 @@ class Connection(abc.ABC):
         if limit is not None:
             if type(limit) is not int or limit < 0:
                 raise ValueError(f"limit must be a non-negative int, not {limit!r}")
+            if limit >= 2**63:
+                raise ValueError(f"limit must be below 2**63 (SQL integers have 64 bits), not {limit}")
             sql += " LIMIT " + self.param
             params.append(limit)
-        return sql, params
+            names.append(None)
+        return sql, (params, names)
 
-    def _filter_sql(self, verb: str, table: str, where: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    def _filter_sql(self, verb: str, table: str, where: Mapping[str, Any]) -> tuple[str, Params]:
         """The ``WHERE`` of an update or delete, which must not be empty."""
         if not isinstance(where, Mapping):
             raise TypeError(f"{verb}() where must be a mapping of column to value, not {type(where).__name__}")
@@ -415,13 +443,15 @@ class Connection(abc.ABC):
             )
         return self._where_sql(table, self._writable(table, verb), where)
 
-    def _update_sql(self, table: str, where: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[str, list[Any]]:
-        clause, where_params = self._filter_sql("update", table, where)
+    def _update_sql(self, table: str, where: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[str, Params]:
+        """The UPDATE; its parameters are the values set, then those of the where."""
+        clause, (where_params, where_names) = self._filter_sql("update", table, where)
         columns = self._columns(table)
         sets = ", ".join(f"{quote(self._column(table, columns, name))} = {self.param}" for name in values)
-        return f"UPDATE {quote(table)} SET {sets} WHERE {clause}", [*values.values(), *where_params]
+        names: list[str | None] = [*values, *where_names]
+        return f"UPDATE {quote(table)} SET {sets} WHERE {clause}", ([*values.values(), *where_params], names)
 
-    def _delete_sql(self, table: str, where: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    def _delete_sql(self, table: str, where: Mapping[str, Any]) -> tuple[str, Params]:
         clause, params = self._filter_sql("delete", table, where)
         return f"DELETE FROM {quote(table)} WHERE {clause}", params
 
@@ -450,7 +480,7 @@ def _check_name(what: str, name: object) -> None:
 def _values_mapping(values: object, what: str) -> dict[str, Any]:
     """``values`` as a dict, or TypeError naming what was passed instead."""
     if type(values) is dict:
-        return values  # type: ignore[return-value]
+        return values
     if not isinstance(values, Mapping):
         raise TypeError(f"{what} must be a mapping of column to value, not {type(values).__name__}")
     return dict(values)

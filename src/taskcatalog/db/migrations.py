@@ -55,8 +55,9 @@ class Migration:
     """One schema change: ``Migration("shop", "0001_orders", "CREATE TABLE ...")``.
 
     ``id`` is ``NNNN_name``; migrations of a namespace apply in the order of
-    that number. ``checksum`` (sha256 of the SQL) detects an applied
-    migration that was edited afterwards. ``path`` is the file it came from.
+    that number. ``sql`` is kept with ``\n`` line ends, whatever it was given
+    with; ``checksum`` (sha256 of it) detects an applied migration that was
+    edited afterwards. ``path`` is the file it came from.
     """
 
     namespace: str
@@ -81,7 +82,11 @@ class Migration:
                 f"(digits, '_', then letters, digits, '_' or '-')",
                 path=self.path,
             )
-        object.__setattr__(self, "checksum", hashlib.sha256(self.sql.encode("utf-8")).hexdigest())
+        # One SQL text has one checksum whatever its line ends: \r\n (a Windows
+        # editor) and \r become \n, as reading a folder's file as text does.
+        sql = self.sql.replace("\r\n", "\n").replace("\r", "\n")
+        object.__setattr__(self, "sql", sql)
+        object.__setattr__(self, "checksum", hashlib.sha256(sql.encode("utf-8")).hexdigest())
 
     @property
     def number(self) -> int:
@@ -110,7 +115,7 @@ class Statement:
     @property
     def head(self) -> str:
         """The statement's first line of SQL, for messages (cut at 120 characters)."""
-        body = self.sql[_LEADING_COMMENTS.match(self.sql).end():]  # type: ignore[union-attr]
+        body = self.sql[_comments_end(self.sql):]
         first = body.splitlines()[0] if body else ""
         return first if len(first) <= 120 else first[:117] + "..."
 
@@ -163,7 +168,7 @@ def load_folder(folder: str | PathLike[str], namespace: str) -> list[Migration]:
             strays.append(entry.name)
             continue
         try:
-            # read_text translates \r\n to \n, so a checkout on Windows keeps the checksum.
+            # Text mode reads \r\n as \n (and Migration would make it so anyway).
             sql = entry.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise MigrationError(f"cannot read migration {entry}: {exc}", path=str(entry)) from exc
@@ -246,7 +251,7 @@ def split_statements(migration: Migration) -> list[Statement]:
         pieces.append((offset, tail))
     statements = []
     for offset, text in pieces:
-        start = _LEADING_COMMENTS.match(text).end()  # type: ignore[union-attr]
+        start = _comments_end(text)
         body = text[start:]
         if not body.strip(" \t\r\n;"):
             continue
@@ -291,3 +296,9 @@ def status(migrations: list[Migration], applied: Mapping[tuple[str, str], Applie
                 MigrationStatus(record.namespace, record.id, "missing", None, record.checksum, record.applied_at)
             )
     return result
+
+
+def _comments_end(text: str) -> int:
+    """Where ``text`` starts after leading whitespace and comments (the pattern matches even nothing)."""
+    found = _LEADING_COMMENTS.match(text)
+    return 0 if found is None else found.end()
