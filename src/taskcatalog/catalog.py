@@ -10,17 +10,25 @@ memoises it.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import os
 import threading
 import time
+from time import perf_counter, perf_counter_ns
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .context import CallContext, call_id_of, next_call_number
-from .errors import ArgumentError, CatalogError
-from .naming import check_customer_name, check_interface_name
+from .config import load_config
+from .context import CallContext, call_id_of, next_call_number, process_prefix
+from .databases import CustomerDatabases, open_catalog_database
+from .errors import ArgumentError, CatalogError, ConfigError, brief
+from .loading import LoadedInterface
+from .records import CallRecord, CallStats, TelemetryReport, Usage, since_seconds, utc
+from .stores import DatabaseStore, MemoryStore
+from .telemetry import Buffers, Telemetry
+from .naming import check_customer_name, check_interface_name, is_customer_name
 from .reloading import reloaded
 from .results import CallResult, Problem, ReloadReport
 from .routes import Route
@@ -72,6 +80,43 @@ def _check_pins(pins: Pins | None) -> dict[str, dict[str, int]]:
     return checked
 
 
+#: How many of the newest calls a catalog without a database keeps for stats, usage and history.
+MEMORY_LIMIT = 100_000
+
+
+def _wall_offset() -> float:
+    """What to add to a ``perf_counter_ns()`` reading, in seconds, to get POSIX seconds."""
+    return time.time() - perf_counter_ns() * 1e-9
+
+
+def _unbound(exc: TypeError) -> bool:
+    """Whether a TypeError caught around the entrypoint call was raised by that call itself.
+
+    Then the arguments did not bind and the body never ran; a TypeError from
+    inside the entrypoint has a deeper traceback and propagates unchanged.
+    """
+    return exc.__traceback__ is not None and exc.__traceback__.tb_next is None
+
+
+def _optional_name(name: str | None) -> str | None:
+    return None if name is None else check_interface_name(name)
+
+
+def _optional_customer(customer: str | None) -> str | None:
+    return None if customer is None else check_customer_name(customer)
+
+
+def _asked_customer(ctx: Any) -> tuple[str | None, str | None]:
+    """(customer, parent call id) of a context whose call failed before it had a route."""
+    if type(ctx) is CallContext:
+        return ctx.customer, ctx.call_id
+    try:
+        customer = ctx["customer"] if ctx is not None else None
+    except Exception:  # noqa: BLE001 - a context that is no mapping: no customer to record
+        return None, None
+    return (customer if isinstance(customer, str) and is_customer_name(customer) else None), None
+
+
 def _bad_context(ctx: Any) -> ArgumentError:
     if isinstance(ctx, Mapping):
         return ArgumentError(
@@ -88,7 +133,14 @@ class Catalog:
     is imported until a call needs it. ``reload_interval`` (seconds) makes
     calls look for changed files by themselves, at most once per interval.
     ``pins`` maps a customer to ``{interface: version}``, the version a call
-    with ``version=None`` gets.
+    with ``version=None`` gets; a pin to an interface or version that does
+    not exist is refused here.
+
+    ``database`` (a path or URL) is the catalog database: telemetry is kept
+    there (with ``retention_days`` of raw call records), else in memory.
+    ``customer_database`` is the template of each customer's own database
+    (``ctx.db``), e.g. ``"var/customers/{customer}.sqlite3"``.
+    ``telemetry=False`` records nothing.
     """
 
     def __init__(
@@ -96,6 +148,10 @@ class Catalog:
         interfaces: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
         plugins: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (),
         *,
+        database: str | os.PathLike[str] | None = None,
+        customer_database: str | None = None,
+        telemetry: bool = True,
+        retention_days: float = 30.0,
         reload_interval: float | None = None,
         pins: Pins | None = None,
     ) -> None:
@@ -110,14 +166,48 @@ class Catalog:
             or reload_interval < 0
         ):
             raise ValueError(f"reload_interval must be a finite number of seconds >= 0, not {reload_interval!r}")
+        if not isinstance(telemetry, bool):
+            raise TypeError(f"telemetry must be True or False, not {telemetry!r}")
+        if (
+            isinstance(retention_days, bool)
+            or not isinstance(retention_days, (int, float))
+            or not math.isfinite(retention_days)
+            or retention_days <= 0
+        ):
+            raise ValueError(f"retention_days must be a finite number of days > 0, not {retention_days!r}")
+        if customer_database is not None and (not isinstance(customer_database, str) or "{customer}" not in customer_database):
+            raise ValueError(f"customer_database must be a path or URL template containing {{customer}}, not {customer_database!r}")
         self._reload_interval = reload_interval
         self._lock = threading.RLock()  # one reload (or close) at a time
-        self._swap(Snapshot(scan(self._interface_dirs, self._plugin_dirs), _check_pins(pins)))
-        # Monotonic time of the next automatic disk check; None disables it.
-        self._next_scan: float | None = None if reload_interval is None else time.monotonic() + reload_interval
         self._closed = False
+        self._db = None if database is None else open_catalog_database(database)
+        # Telemetry: the call path appends to buffers (bounded without a
+        # database); with one, a writer thread moves them into it.
+        self._buffers = None if not telemetry else Buffers(MEMORY_LIMIT if self._db is None else None)
+        self._buffer = None if self._buffers is None else self._buffers.calls  # None: telemetry is off
+        self._telemetry: Telemetry | None = None
+        self._store: MemoryStore | DatabaseStore | None = None
+        if self._buffers is not None:
+            if self._db is None:
+                self._store = MemoryStore(self._buffers, process_prefix, _wall_offset)
+            else:
+                self._store = DatabaseStore(self._db)
+                self._telemetry = Telemetry(
+                    self._buffers, self._store, prefix=process_prefix, retention=retention_days * 86400.0
+                )
+        self._customer_dbs: CustomerDatabases | None = None
+        tree = scan(self._interface_dirs, self._plugin_dirs)
+        self._swap(Snapshot(tree, _check_pins(pins), recording=self._buffers))
         for problem in self._snapshot.tree.problems:
             LOG.warning("%s", problem)
+        try:
+            self._check_pinned()
+        except BaseException:
+            self.close()  # the database and the writer thread opened above
+            raise
+        self._customer_dbs = None if customer_database is None else CustomerDatabases(customer_database, self._plugin_dirs)
+        # Monotonic time of the next automatic disk check; None disables it.
+        self._next_scan: float | None = None if reload_interval is None else time.monotonic() + reload_interval
 
     def _swap(self, snapshot: Snapshot) -> None:
         """Make ``snapshot`` current. The call path reads ``_routes``, one
@@ -132,15 +222,65 @@ class Catalog:
     def __enter__(self) -> Catalog:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def close(self) -> None:
-        """Release the loaded modules; calls made after closing raise CatalogError."""
+    def close(self) -> TelemetryReport | None:
+        """Flush telemetry, close the databases and release the loaded modules.
+
+        Calls made after closing raise CatalogError. Returns what became of
+        the recorded calls (None when telemetry is off); records that could
+        finally not be written are counted there and logged.
+        """
         with self._lock:
+            if self._closed:
+                return None
             self._closed = True
             self._next_scan = None
             self._swap(Snapshot(self._snapshot.tree, {}))
+        report = None
+        if self._telemetry is not None:
+            report = self._telemetry.close()
+        elif self._buffer is not None:
+            report = TelemetryReport(written=len(self._buffer))  # kept in memory, nothing to write
+        if self._customer_dbs is not None:
+            self._customer_dbs.close()
+        if self._db is not None:
+            self._db.close()
+        return report
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str]) -> Catalog:
+        """A catalog as ``taskcatalog.toml`` at ``path`` describes it (see docs/configuration.md)."""
+        config = load_config(path)
+        try:
+            return cls(
+                config.interfaces,
+                config.plugins,
+                database=config.database,
+                customer_database=config.customer_database,
+                telemetry=config.telemetry,
+                retention_days=config.retention_days,
+                reload_interval=config.reload_interval,
+                pins=config.pins,
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{config.path}: {exc.message}", path=config.path) from None
+
+    def _check_pinned(self) -> None:
+        """Refuse pins to interfaces or versions that do not exist (imports the pinned interfaces)."""
+        for customer, versions in self._snapshot.pins.items():
+            for name, version in versions.items():
+                where = f"pin customers.{customer}.versions.{name} = {version}"
+                if name not in self._snapshot.tree.interfaces:
+                    raise ConfigError(f"{where}: there is no interface {name!r} in the catalog")
+                try:
+                    known = self.versions(name)
+                except CatalogError as exc:
+                    raise ConfigError(f"{where}: interface {name!r} does not load: {exc.message}") from exc
+                if version not in known:
+                    listed = ", ".join(map(str, known)) or "none"
+                    raise ConfigError(f"{where}: interface {name!r} has no version {version} (versions: {listed})")
 
     # -- the call path ---------------------------------------------------
 
@@ -153,22 +293,73 @@ class Catalog:
         ``CatalogError``s; exceptions raised by the entrypoint propagate
         unchanged; a task that is not actionable returns None.
         """
-        value = self._invoke(name, version, ctx, kwargs, next_call_number())
+        if self._buffer is None:
+            call_ctx = _new_context(CallContext)  # no __init__ frame: this is the hot path
+            call_ctx._number = next_call_number()
+            value = self._invoke(name, version, ctx, kwargs, call_ctx)
+        else:
+            value = self._recorded(name, version, ctx, kwargs, next_call_number())
         return None if value is _SKIPPED else value
 
     def run(self, name: str, version: int | str | None, ctx: Any = None, /, **kwargs: Any) -> CallResult:
         """Like ``call``, but never raises for a failure: returns a ``CallResult``."""
         number = next_call_number()
-        start = time.perf_counter()
+        start = perf_counter()
         try:
-            value = self._invoke(name, version, ctx, kwargs, number)
+            if self._buffer is None:
+                call_ctx = _new_context(CallContext)
+                call_ctx._number = number
+                value = self._invoke(name, version, ctx, kwargs, call_ctx)
+            else:
+                value = self._recorded(name, version, ctx, kwargs, number)
         except Exception as exc:
-            return CallResult("error", None, exc, call_id_of(number), time.perf_counter() - start)
+            return CallResult("error", None, exc, call_id_of(number), perf_counter() - start)
         status = "skipped" if value is _SKIPPED else "ok"
-        return CallResult(status, None if value is _SKIPPED else value, None, call_id_of(number), time.perf_counter() - start)
+        return CallResult(status, None if value is _SKIPPED else value, None, call_id_of(number), perf_counter() - start)
 
-    def _invoke(self, name: str, version: Any, ctx: Any, kwargs: dict[str, Any], number: int) -> Any:
-        """Resolve and run one call: the hot path shared by ``call``, ``run`` and ``ctx.call``."""
+    def _recorded(self, name: str, version: Any, ctx: Any, kwargs: dict[str, Any], number: int) -> Any:
+        """``_invoke``, timed, and recorded into the telemetry buffer whatever happens."""
+        call_ctx = _new_context(CallContext)
+        call_ctx._number = number
+        spans: list[list[int]] = []  # the route's timed plugins append here
+        call_ctx._spans = spans
+        start = perf_counter_ns()  # integers: cheap to hand to the store in bulk
+        try:
+            value = self._invoke(name, version, ctx, kwargs, call_ctx)
+        except BaseException as exc:
+            self._record_failure(call_ctx, name, version, ctx, start, perf_counter_ns() - start, exc)
+            raise
+        self._buffer.append((  # type: ignore[union-attr]
+            number, call_ctx._route.key, start, perf_counter_ns() - start,
+            "skipped" if value is _SKIPPED else "ok", call_ctx.parent_id, None, None, spans,
+        ))
+        return value
+
+    def _record_failure(
+        self, call_ctx: CallContext, name: Any, version: Any, ctx: Any, start: int, duration: int, exc: BaseException
+    ) -> None:
+        """Record a call that raised: under its route when it got one, else under what was asked."""
+        assert self._buffers is not None
+        route: Route | None = getattr(call_ctx, "_route", None)
+        if route is not None:
+            key, parent = route.key, call_ctx.parent_id
+        else:
+            customer, parent = _asked_customer(ctx)
+            key = self._buffers.call_keys(
+                name if isinstance(name, str) else brief(repr(name), 100),
+                version if type(version) is int else None,
+                customer,
+            )
+        self._buffers.calls.append((
+            call_ctx._number, key, start, duration, "error", parent, type(exc).__name__, brief(exc), call_ctx._spans,
+        ))
+
+    def _invoke(self, name: str, version: Any, ctx: Any, kwargs: dict[str, Any], call_ctx: CallContext) -> Any:
+        """Resolve and run one call: the hot path shared by ``call``, ``run`` and ``ctx.call``.
+
+        ``call_ctx`` comes with its call number (and, when recording, its
+        list of plugin spans); this fills in the route and the data.
+        """
         if self._next_scan is not None and time.monotonic() >= self._next_scan:
             self._poll()
         customer: Any
@@ -194,6 +385,26 @@ class Catalog:
             route = self._routes.get(key)
         except TypeError:  # something unhashable: let _resolve say what is wrong
             route = None
+        if route is not None and route.plain:
+            call_ctx._route, call_ctx._data, call_ctx.parent_id = route, data, parent
+            try:
+                return route.target(call_ctx, **kwargs)
+            except TypeError as exc:
+                if _unbound(exc):
+                    raise route.argument_error(kwargs) from None
+                raise
+        return self._invoke_special(key, route, data, parent, kwargs, call_ctx)
+
+    def _invoke_special(
+        self,
+        key: RouteKey,
+        route: Route | None,
+        data: Mapping[str, Any],
+        parent: str | None,
+        kwargs: dict[str, Any],
+        call_ctx: CallContext,
+    ) -> Any:
+        """The rest of ``_invoke``: a route not resolved yet, deprecated, a task, or checked by hand."""
         if route is None or route.deprecation is not None:
             route = self._resolve(key, route, data)
         if route.check_args:
@@ -202,8 +413,7 @@ class Catalog:
                 route.entrypoint.context_param in keys
             ):
                 raise route.argument_error(kwargs)
-        call_ctx = _new_context(CallContext)  # no __init__ frame: this is the hot path
-        call_ctx._route, call_ctx._data, call_ctx._number, call_ctx.parent_id = route, data, number, parent
+        call_ctx._route, call_ctx._data, call_ctx.parent_id = route, data, parent
         if route.is_task:
             task = route.target()
             if not task.is_actionable(call_ctx, **kwargs):
@@ -212,10 +422,7 @@ class Catalog:
         try:
             return route.target(call_ctx, **kwargs)
         except TypeError as exc:
-            # Raised right here, not inside the entrypoint: the arguments did
-            # not bind, and the body never ran. A TypeError from inside the
-            # entrypoint has a deeper traceback and propagates unchanged.
-            if exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+            if _unbound(exc):
                 raise route.argument_error(kwargs) from None
             raise
 
@@ -240,9 +447,78 @@ class Catalog:
         return route
 
     def customer_database(self, customer: str) -> Connection | None:
-        """The customer's own database (``ctx.db``); None until a database is configured."""
+        """The customer's own database (``ctx.db``), opened and migrated on first use; None
+        when the catalog has no ``customer_database`` template."""
         check_customer_name(customer)
-        return None
+        if self._customer_dbs is None:
+            return None
+        if self._closed:
+            raise CatalogError(f"{self!r} is closed")
+        return self._customer_dbs.get(customer)
+
+    @property
+    def database(self) -> Connection | None:
+        """The catalog database (telemetry, batches), or None."""
+        return self._db
+
+    # -- telemetry -----------------------------------------------------------
+
+    def _recorded_store(self) -> MemoryStore | DatabaseStore:
+        if self._store is None:
+            raise CatalogError("telemetry is off for this catalog (telemetry=False): nothing was recorded")
+        if self._telemetry is not None:
+            self._telemetry.flush()  # what this process recorded so far is in the answer
+        return self._store
+
+    def stats(
+        self, interface: str | None = None, customer: str | None = None, since: dt.datetime | str | None = None
+    ) -> list[CallStats]:
+        """Calls, errors, p50, p95 and max (seconds) per (interface, version, customer).
+
+        ``since`` (a datetime, naive meaning UTC, or an ISO 8601 string) counts
+        calls from the start of the hour it falls in.
+        """
+        return self._recorded_store().stats(_optional_name(interface), _optional_customer(customer), since_seconds(since))
+
+    def usage(self, interface: str | None = None, customer: str | None = None) -> list[Usage]:
+        """Calls, first and last call per (interface, version, customer), with the version's
+        deprecation and sunset: who still calls a version, and since when not."""
+        rows = self._recorded_store().usage(_optional_name(interface), _optional_customer(customer))
+        found = []
+        for name, version, who, calls, first, last in rows:
+            advice, sunset = self._deprecation(name, version)
+            found.append(Usage(name, version, who, calls, utc(first), utc(last), advice, sunset))
+        return found
+
+    def history(
+        self,
+        interface: str | None = None,
+        customer: str | None = None,
+        since: dt.datetime | str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[CallRecord]:
+        """The newest call records first, with their parent links and plugin invocations."""
+        if status is not None and status not in ("ok", "error", "skipped"):
+            raise ValueError(f"status must be 'ok', 'error' or 'skipped', not {status!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be an int >= 0, not {limit!r}")
+        store = self._recorded_store()
+        return store.history(_optional_name(interface), _optional_customer(customer), since_seconds(since), status, limit)
+
+    def _deprecation(self, name: str, version: int | None) -> tuple[str | None, dt.date | None]:
+        if version is None:
+            return None, None
+        loaded = self._snapshot.interfaces.get(name)
+        if loaded is None and name in self._snapshot.tree.interfaces:
+            try:
+                loaded = self._snapshot.interface(name)
+            except CatalogError:
+                return None, None
+        entry = loaded.entrypoints.get(version) if isinstance(loaded, LoadedInterface) else None
+        if entry is None or entry.deprecation is None:
+            return None, None
+        return entry.deprecation.message, entry.deprecation.sunset
 
     # -- reload ------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from .naming import check_customer_name
 from .slots import PluginCaller
 
+_new_caller = PluginCaller.__new__
+
 if TYPE_CHECKING:
     from .db import Connection
     from .routes import Route
@@ -82,6 +84,11 @@ def call_id_of(number: int) -> str:
     return f"{_prefix}-{number}"
 
 
+def process_prefix() -> str:
+    """The prefix of this process's call ids (a forked child gets its own)."""
+    return _prefix
+
+
 class CallContext(_ReadOnlyData):
     """The first argument of every entrypoint and plugin during a call.
 
@@ -97,11 +104,12 @@ class CallContext(_ReadOnlyData):
     # with ``CallContext.__new__`` and fills these slots itself (no __init__
     # frame on the hot path); ``slots.py`` reads ``_route``. ``_log`` stays
     # unset until first read.
-    __slots__ = ("_route", "_number", "parent_id", "_log")
+    __slots__ = ("_route", "_number", "parent_id", "_log", "_spans")
     _route: Route  # the resolved call: interface, version, customer, slot tables, host catalog
     _number: int  # this process's call counter value; ``call_id`` formats it
     parent_id: str | None  #: the call id of the call that made this one with ``ctx.call``, or None
     _log: logging.LoggerAdapter[logging.Logger]
+    _spans: list[list[int]]  # when recording: [plugin key, start ns, duration ns] per plugin run
 
     def __init__(self) -> None:
         raise TypeError("CallContext is made by the catalog for each call; executors pass a Context")
@@ -124,7 +132,9 @@ class CallContext(_ReadOnlyData):
 
     @property
     def plugins(self) -> PluginCaller:
-        return PluginCaller(self)
+        caller = _new_caller(PluginCaller)  # no __init__ frame: read on every slot call
+        caller._ctx = self
+        return caller
 
     @property
     def db(self) -> Connection | None:

@@ -28,6 +28,7 @@ __all__ = [
     "UnknownBackend",
     "BatchFrozen",
     "BatchNotFound",
+    "ConfigError",
 ]
 
 # How much of another error's message one of ours may quote: a plugin that
@@ -146,6 +147,13 @@ class DatabaseLocked(DatabaseError):
 
 class UnknownBackend(CatalogError, ValueError):
     """No database backend is installed for the URL's scheme."""
+
+
+class ConfigError(CatalogError, ValueError):
+    """A configuration (``taskcatalog.toml``, or the arguments of ``Catalog``) that cannot be used.
+
+    ``path`` names the file and ``line`` the line, where they are known.
+    """
 
 
 class BatchFrozen(CatalogError):

@@ -142,5 +142,5 @@ def reloaded(old: Snapshot, tree: Tree) -> tuple[Snapshot, ReloadReport]:
     ):
         for path in paths:
             LOG.info("reload: %s %s", verb, path)
-    snapshot = Snapshot(tree, old.pins, interfaces=interfaces, plugins=plugins, failures=failures)
+    snapshot = Snapshot(tree, old.pins, interfaces=interfaces, plugins=plugins, failures=failures, recording=old.recording)
     return snapshot, report

@@ -98,6 +98,7 @@ class Route:
     customer: str | None
     slots: SlotTable
     host: CallHost
+    key: int = 0  # telemetry: the key of (interface, version, customer) in this process (0: not recorded)
     # Copied from the entrypoint so the call path reads one attribute each.
     interface: str = field(init=False)
     version: int = field(init=False)
@@ -109,6 +110,8 @@ class Route:
     check_args: bool = field(init=False)  # see Entrypoint.check_args
     deprecation: Deprecation | None = field(init=False)
     retire_at: float | None = field(init=False)
+    # A plain function, not deprecated: the call path calls it at once.
+    plain: bool = field(init=False)
 
     def __post_init__(self) -> None:
         entry = self.entrypoint
@@ -123,6 +126,7 @@ class Route:
             "check_args": entry.check_args,
             "deprecation": entry.deprecation,
             "retire_at": entry.deprecation.retire_at if entry.deprecation else None,
+            "plain": not (entry.check_args or entry.is_task or entry.deprecation),
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)

@@ -34,6 +34,8 @@ from .naming import check_interface_name
 from .results import Problem
 from .routes import CallHost, Route, call_error, rescope
 from .scanning import FileKey, PluginKey, Stamp, Tree
+from .slots import timed_table
+from .telemetry import Buffers
 
 __all__ = ["Snapshot", "Failure", "Pins", "RouteKey"]
 
@@ -74,9 +76,11 @@ class Snapshot:
         interfaces: Mapping[str, LoadedInterface | Broken] | None = None,
         plugins: Mapping[PluginKey, LoadedPlugins | Broken] | None = None,
         failures: Failures | None = None,
+        recording: Buffers | None = None,
     ) -> None:
         self.tree = tree
         self.pins = pins
+        self.recording = recording  # telemetry: where routes record plugin runs (None: not recorded)
         self._interfaces: dict[str, LoadedInterface | Broken] = dict(interfaces or {})
         self._plugins: dict[PluginKey, LoadedPlugins | Broken] = dict(plugins or {})
         self._failures: dict[str, Failure] = dict(failures or {})
@@ -191,7 +195,13 @@ class Snapshot:
                 line=error.line,
                 cause=error.__cause__,
             )
-        route = Route(entry, customer, binding.tables[entry.version], host)
+        table = binding.tables[entry.version]
+        recording = self.recording
+        if recording is None:
+            route = Route(entry, customer, table, host)
+        else:
+            recorded_as = recording.call_keys(entry.interface, entry.version, customer)
+            route = Route(entry, customer, timed_table(table, recording), host, recorded_as)
         return self._routes.setdefault(key, route)
 
     def _entrypoint(self, interface: LoadedInterface, version: Any, customer: str | None) -> Entrypoint:
