@@ -9,6 +9,7 @@ from taskcatalog import (
     ArgumentError,
     CallContext,
     CatalogError,
+    ConfigError,
     Context,
     InterfaceNotFound,
     InvalidName,
@@ -49,10 +50,20 @@ def test_pins_decide_version_none(layout):
     assert catalog.call("greet", 2, Context("acme"), name="ann") == "hello ann!"
 
 
-def test_pin_to_missing_version_says_so(layout):
+def test_a_pin_to_a_missing_version_or_interface_is_refused_when_the_catalog_is_built(layout):
     layout.interface("greet", THREE_VERSIONS)
-    catalog = layout.catalog(pins={"acme": {"greet": 7}})
-    with pytest.raises(VersionNotFound, match=r"has no version 7 \(customer 'acme' is pinned to it\); versions: 1, 2, 3"):
+    with pytest.raises(ConfigError, match=r"^pin customers\.acme\.versions\.greet = 7: interface 'greet' has no version 7 \(versions: 1, 2, 3\)$"):
+        layout.catalog(pins={"acme": {"greet": 7}})
+    with pytest.raises(ConfigError, match=r"^pin customers\.acme\.versions\.nope = 1: there is no interface 'nope' in the catalog$"):
+        layout.catalog(pins={"acme": {"nope": 1}})
+
+
+def test_a_pin_that_a_deploy_made_missing_says_so_at_call_time(layout):
+    layout.interface("greet", THREE_VERSIONS)
+    catalog = layout.catalog(pins={"acme": {"greet": 3}})
+    layout.interface("greet", "def greet_entrypoint_v1(ctx):\n    return 'one'\n")
+    catalog.reload()
+    with pytest.raises(VersionNotFound, match=r"has no version 3 \(customer 'acme' is pinned to it\); versions: 1"):
         catalog.call("greet", None, Context("acme"))
 
 
