@@ -28,10 +28,14 @@ def test_example_call_from_a_checkout():
 
 
 def test_list():
-    assert run("list", check_rc=0).stdout == "interface_a    v1, v2, v3\ninvoice_total  v1, v2\n"
+    assert run("list", check_rc=0).stdout == (
+        "interface      versions\n"
+        "interface_a    v1, v2, v3\n"
+        "invoice_total  v1, v2\n"
+    )
     rows = json.loads(run("--json", "list", check_rc=0).stdout)
-    assert rows == [{"name": "interface_a", "versions": [1, 2, 3], "error": None},
-                    {"name": "invoice_total", "versions": [1, 2], "error": None}]
+    assert rows == [{"name": "interface_a", "versions": [1, 2, 3], "error": None, "distribution": None},
+                    {"name": "invoice_total", "versions": [1, 2], "error": None, "distribution": None}]
     assert json.loads(run("list", "--json", check_rc=0).stdout) == rows
 
 
@@ -86,7 +90,10 @@ def test_entrypoint_exception_is_one_line(layout):
 def test_no_catalog_outside_a_checkout(tmp_path):
     process = run("list", cwd=tmp_path)
     assert process.returncode == 2
-    assert process.stderr == "taskcatalog: error: no catalog here: pass --interfaces DIR (and --plugins DIR), or run from a checkout\n"
+    assert process.stderr == (
+        "taskcatalog: error: no catalog here: no taskcatalog.toml in this folder; pass --config FILE, "
+        "set TASKCATALOG_CONFIG, run 'taskcatalog init DIR', or pass --interfaces DIR\n"
+    )
 
 
 def test_folders_from_options(scale):

@@ -64,7 +64,7 @@ def test_describe(scale):
         "doc": "Scale x.",
         "line": 4,
         "deprecated": {"message": "use v2", "sunset": "2999-01-01", "retired": False},
-        "slots": [{"slot": "scale", "args": {"a": "int", "b": "float"}, "returns": "float", "many": False,
+        "slots": [{"slot": "scale", "args": {"a": "int", "b": "float"}, "returns": "float", "many": False, "context": True,
                    "customers": [{"customer": "acme", "plugins": ["times"]}]}],
     }
     assert v2["parameters"] == ["x", "y"] and v2["accepts_any_keyword"] is True and v2["slots"] == []

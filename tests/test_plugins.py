@@ -220,7 +220,7 @@ def test_many_slot_runs_all_in_order(layout):
     described = catalog.describe("review")
     v2_slots = {s["slot"]: s for s in described["versions"][1]["slots"]}
     assert v2_slots["checks"]["customers"] == [{"customer": "acme", "plugins": ["early", "middle", "late"]}]
-    assert v2_slots[0] == {"slot": 0, "args": {"x": "int", "y": "int"}, "returns": None, "many": False,
+    assert v2_slots[0] == {"slot": 0, "args": {"x": "int", "y": "int"}, "returns": None, "many": False, "context": True,
                            "customers": [{"customer": "acme", "plugins": ["add"]}]}
 
 

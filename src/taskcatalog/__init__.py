@@ -27,7 +27,7 @@ from .errors import (
     VersionNotFound,
     VersionRetired,
 )
-from .plugins import plugin_config, slot
+from .plugins import plugin_config, slot, slot_config
 from .results import CallResult, Problem, ReloadReport
 from .slots import call_if_present
 from .tasks import BaseTask
@@ -47,6 +47,7 @@ __all__ = [
     "BaseTask",
     "plugin_config",
     "slot",
+    "slot_config",
     "call_if_present",
     "deprecated",
     "CatalogError",

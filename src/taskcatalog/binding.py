@@ -35,7 +35,7 @@ class SlotBinding:
     single: Callable[..., Any] | None = field(init=False)  # the plugin of a filled single slot
 
     def __post_init__(self) -> None:
-        functions = tuple(p.function for p in self.plugins)
+        functions = tuple(p.function if self.contract.context else _without_context(p.function) for p in self.plugins)
         object.__setattr__(self, "functions", functions)
         object.__setattr__(self, "many", self.contract.many)
         object.__setattr__(self, "accepts", self.contract.accepts)
@@ -43,6 +43,15 @@ class SlotBinding:
 
 
 SlotTable = Mapping[SlotId, SlotBinding]
+
+
+def _without_context(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A plugin of a ``context=False`` slot, callable like the others (context first)."""
+
+    def call(ctx: Any, *args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    return call
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,18 +106,19 @@ def _fit_problems(plugin: Plugin, contract: SlotContract) -> list[str]:
         return [f"its signature cannot be read: {exc}"]
     params = list(signature.parameters.values())
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if not params or params[0].kind not in (*positional, inspect.Parameter.VAR_POSITIONAL):
+    if contract.context and (not params or params[0].kind not in (*positional, inspect.Parameter.VAR_POSITIONAL)):
         return ["its first parameter must take the call context"]
     if contract.args is None:
         return []
     names = [name for name, _ in contract.args]
+    lead = (None,) if contract.context else ()  # the context, when the slot passes one
     problems = []
     try:
-        signature.bind(None, **dict.fromkeys(names))
+        signature.bind(*lead, **dict.fromkeys(names))
     except TypeError as exc:
         problems.append(f"it cannot take the slot's arguments by name: {exc}")
     try:
-        bound = signature.bind(None, *names).arguments
+        bound = signature.bind(*lead, *names).arguments
     except TypeError as exc:
         problems.append(f"it cannot take the slot's arguments by position: {exc}")
     else:

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .config import load_config
+from .contributions import INTERFACES, PLUGINS, contributions
 from .context import CallContext, call_id_of, next_call_number, process_prefix
 from .databases import CustomerDatabases, open_catalog_database
 from .errors import ArgumentError, CatalogError, ConfigError, brief
@@ -140,7 +141,11 @@ class Catalog:
     there (with ``retention_days`` of raw call records), else in memory.
     ``customer_database`` is the template of each customer's own database
     (``ctx.db``), e.g. ``"var/customers/{customer}.sqlite3"``.
-    ``telemetry=False`` records nothing.
+    ``telemetry=False`` records nothing. ``entry_points=True`` adds the
+    interface and plugin folders installed distributions contribute through
+    the entry-point groups ``taskcatalog.interfaces`` and
+    ``taskcatalog.plugins`` (``from_config`` and the command line turn it on
+    unless the configuration says ``entry_points = false``).
     """
 
     def __init__(
@@ -154,11 +159,22 @@ class Catalog:
         retention_days: float = 30.0,
         reload_interval: float | None = None,
         pins: Pins | None = None,
+        entry_points: bool = False,
     ) -> None:
-        self._interface_dirs = _folders(interfaces, "interfaces")
-        if not self._interface_dirs:
+        interface_dirs = _folders(interfaces, "interfaces")
+        if not interface_dirs:
             raise ValueError("interfaces must name at least one folder")
-        self._plugin_dirs = _folders(plugins, "plugins")
+        plugin_dirs = _folders(plugins, "plugins")
+        # Folders of installed distributions (entry-point groups), after the given ones.
+        self._contributions = [] if not entry_points else contributions(INTERFACES) + contributions(PLUGINS)
+        for contribution in self._contributions:
+            if contribution.folder is None:
+                continue
+            if contribution.group == INTERFACES:
+                interface_dirs = _folders([*interface_dirs, contribution.folder], "interfaces")
+            else:
+                plugin_dirs = _folders([*plugin_dirs, contribution.folder], "plugins")
+        self._interface_dirs, self._plugin_dirs = interface_dirs, plugin_dirs
         if reload_interval is not None and (
             isinstance(reload_interval, bool)
             or not isinstance(reload_interval, (int, float))
@@ -250,22 +266,59 @@ class Catalog:
         return report
 
     @classmethod
-    def from_config(cls, path: str | os.PathLike[str]) -> Catalog:
-        """A catalog as ``taskcatalog.toml`` at ``path`` describes it (see docs/configuration.md)."""
+    def from_config(cls, path: str | os.PathLike[str], **overrides: Any) -> Catalog:
+        """A catalog as ``taskcatalog.toml`` at ``path`` describes it (see docs/configuration.md).
+
+        ``overrides`` replace what the file says, by constructor argument name
+        (``telemetry=False``, ``database=None``, ...).
+        """
         config = load_config(path)
+        arguments: dict[str, Any] = {
+            "database": config.database,
+            "customer_database": config.customer_database,
+            "telemetry": config.telemetry,
+            "retention_days": config.retention_days,
+            "reload_interval": config.reload_interval,
+            "pins": config.pins,
+            "entry_points": config.entry_points,
+        }
+        unknown = sorted(set(overrides) - set(arguments))
+        if unknown:
+            raise TypeError(f"from_config() got unknown override(s): {', '.join(unknown)}")
+        arguments.update(overrides)
         try:
-            return cls(
-                config.interfaces,
-                config.plugins,
-                database=config.database,
-                customer_database=config.customer_database,
-                telemetry=config.telemetry,
-                retention_days=config.retention_days,
-                reload_interval=config.reload_interval,
-                pins=config.pins,
-            )
+            return cls(config.interfaces, config.plugins, **arguments)
         except ConfigError as exc:
             raise ConfigError(f"{config.path}: {exc.message}", path=config.path) from None
+
+    def folders(self) -> list[dict[str, Any]]:
+        """Where interfaces and plugins come from: each folder, and the distribution that installed it."""
+        installed = {c.folder: c.distribution for c in self._contributions if c.folder is not None}
+        return [
+            {"kind": kind, "folder": folder, "distribution": installed.get(folder)}
+            for kind, folders in (("interfaces", self._interface_dirs), ("plugins", self._plugin_dirs))
+            for folder in folders
+        ]
+
+    def path_of(self, name: str) -> str:
+        """The file of interface ``name`` (nothing is imported); InterfaceNotFound if there is none."""
+        source = self._snapshot.tree.interfaces.get(name)
+        if source is None:
+            self._snapshot.interface(name)  # raises the error that says what is wrong
+            raise AssertionError("unreachable")  # pragma: no cover
+        return source.path
+
+    def pins_of(self, name: str) -> dict[str, int]:
+        """The customers pinned to a version of interface ``name``: customer -> version."""
+        return {customer: versions[name] for customer, versions in self._snapshot.pins.items() if name in versions}
+
+    def origin(self, path: str) -> str | None:
+        """The distribution that installed the file at ``path``, or None for a folder of this project."""
+        for contribution in self._contributions:
+            folder = contribution.folder
+            if folder is not None and path.startswith(folder + os.sep):
+                return contribution.distribution
+        return None
 
     def _check_pinned(self) -> None:
         """Refuse pins to interfaces or versions that do not exist (imports the pinned interfaces)."""
@@ -536,6 +589,8 @@ class Catalog:
             tree = scan(self._interface_dirs, self._plugin_dirs, previous=old.tree)
             snapshot, report = reloaded(old, tree)
             self._swap(snapshot)
+            if self._customer_dbs is not None:
+                self._customer_dbs.forget_failures()  # a fixed migration gets its chance
             if self._reload_interval is not None:
                 self._next_scan = time.monotonic() + self._reload_interval
         return report
@@ -617,4 +672,5 @@ class Catalog:
 
     def check(self) -> list[Problem]:
         """Import everything and return every problem found (empty: the catalog is clean)."""
-        return self._snapshot.problems()
+        broken = [c.problem for c in self._contributions if c.problem is not None]
+        return broken + self._snapshot.problems()

@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import location
 
-__all__ = ["plugin_config", "slot", "SlotContract", "PluginConfig", "Plugin", "SlotId"]
+__all__ = ["plugin_config", "slot", "slot_config", "SlotContract", "PluginConfig", "Plugin", "SlotId"]
 
 SlotId = str | int
 
@@ -59,6 +59,7 @@ class SlotContract:
     returns: tuple[type, ...] | None = None  # as declared; None = not checked
     many: bool = False
     accepts: tuple[type, ...] | None = field(default=None, compare=False)  # for isinstance
+    context: bool = True  # plugins take the call context first (False: the POC's include_ctx=False)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -66,12 +67,13 @@ class SlotContract:
             "args": None if self.args is None else {n: type_name(t) for n, t in self.args},
             "returns": None if self.returns is None else type_name(self.returns),
             "many": self.many,
+            "context": self.context,
         }
 
     def signature(self) -> str:
         args = "..." if self.args is None else ", ".join(f"{n}: {type_name(t)}" for n, t in self.args)
         returns = "" if self.returns is None else f" -> {type_name(self.returns)}"
-        return f"(ctx, {args}){returns}"
+        return f"({'ctx, ' if self.context else ''}{args}){returns}"
 
 
 def slot(
@@ -80,13 +82,16 @@ def slot(
     args: Mapping[str, Any] | None = None,
     returns: type | tuple[type, ...] | None = None,
     many: bool = False,
+    context: bool = True,
 ) -> Callable[[Any], Any]:
     """Declare a plugin slot on an entrypoint (a function or a ``BaseTask`` class).
 
     ``args`` maps each argument the entrypoint passes to its type, in the
     order it passes them; ``returns`` is the type (or tuple of types) a plugin
     must return. With ``many=True`` every plugin of the customer runs and
-    ``ctx.plugins.call`` gives the list of results.
+    ``ctx.plugins.call`` gives the list of results. ``context=False`` (for
+    catalogs ported from the task-catalog POC) calls plugins without the call
+    context as first argument.
     """
     _check_slot_id(slot_id, "@slot")
     if args is not None:
@@ -108,8 +113,10 @@ def slot(
             )
     if not isinstance(many, bool):
         raise TypeError(f"@slot({slot_id!r}): many must be True or False")
+    if not isinstance(context, bool):
+        raise TypeError(f"@slot({slot_id!r}): context must be True or False")
     contract = SlotContract(
-        slot_id, arg_items, return_types, many, None if return_types is None else accepted_types(return_types)
+        slot_id, arg_items, return_types, many, None if return_types is None else accepted_types(return_types), context
     )
 
     def mark(target: Any) -> Any:
@@ -194,3 +201,41 @@ class Plugin:
         return f"{self.name} ({location(self.path, self.line)})"
 
 
+
+
+# The keys of a slot in the task-catalog POC's @slot_config(config={...}).
+_POC_KEYS = ("include_ctx", "include_kwargs", "mandatory_args", "returns", "return_type")
+
+
+def slot_config(config: Mapping[SlotId, Mapping[str, Any]]) -> Callable[[Any], Any]:
+    """The task-catalog POC's way to declare slots, mapped onto ``@slot``.
+
+    ``config`` maps each slot id to ``include_ctx`` (plugins take the call
+    context: ``@slot(context=...)``), ``include_kwargs`` (accepted; the
+    arguments a plugin gets are what the entrypoint passes),
+    ``mandatory_args`` (``args``), ``returns`` and ``return_type`` (the
+    return type is checked when ``returns`` is true and a type is given).
+    See docs/migrating-from-the-poc.md.
+    """
+    if not isinstance(config, Mapping) or not config:
+        raise TypeError("@slot_config: config must be a non-empty mapping of slot id to its settings")
+    marks = []
+    for slot_id, options in config.items():
+        if not isinstance(options, Mapping):
+            raise TypeError(f"@slot_config: the settings of slot {slot_id!r} must be a mapping, not {options!r}")
+        unknown = sorted(set(options) - set(_POC_KEYS), key=str)
+        if unknown:
+            raise TypeError(
+                f"@slot_config: slot {slot_id!r} has unknown setting(s) {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(_POC_KEYS)}"
+            )
+        include_ctx = options.get("include_ctx", True)
+        returns = options.get("return_type") if options.get("returns", True) else None
+        marks.append(slot(slot_id, args=options.get("mandatory_args"), returns=returns, context=include_ctx))
+
+    def mark(target: Any) -> Any:
+        for apply in reversed(marks):  # declared top-down, as @slot lines would be
+            target = apply(target)
+        return target
+
+    return mark

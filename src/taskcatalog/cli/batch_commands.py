@@ -1,0 +1,1 @@
+"""``taskcatalog batch ...``: see docs/batches.md (filled in with batches)."""
