@@ -61,6 +61,7 @@ def test_describe(scale):
         "parameters": ["x"],
         "required": ["x"],
         "accepts_any_keyword": False,
+        "context_parameter": "ctx",
         "doc": "Scale x.",
         "line": 4,
         "deprecated": {"message": "use v2", "sunset": "2999-01-01", "retired": False},

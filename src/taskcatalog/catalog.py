@@ -20,6 +20,7 @@ from time import perf_counter, perf_counter_ns
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .batches import Batches
 from .config import load_config
 from .contributions import INTERFACES, PLUGINS, contributions
 from .context import CallContext, call_id_of, next_call_number, process_prefix
@@ -212,6 +213,7 @@ class Catalog:
                     self._buffers, self._store, prefix=process_prefix, retention=retention_days * 86400.0
                 )
         self._customer_dbs: CustomerDatabases | None = None
+        self._batches: Batches | None = None
         tree = scan(self._interface_dirs, self._plugin_dirs)
         self._swap(Snapshot(tree, _check_pins(pins), recording=self._buffers))
         for problem in self._snapshot.tree.problems:
@@ -514,6 +516,18 @@ class Catalog:
         """The catalog database (telemetry, batches), or None."""
         return self._db
 
+    @property
+    def batches(self) -> Batches:
+        """The batches of the catalog database (docs/batches.md); CatalogError without a database."""
+        if self._db is None:
+            raise CatalogError("batches live in the catalog database: give the catalog one (database=..., or "
+                               "[catalog] database in taskcatalog.toml)")
+        if self._closed:
+            raise CatalogError(f"{self!r} is closed")
+        if self._batches is None:
+            self._batches = Batches(self, self._db)
+        return self._batches
+
     # -- telemetry -----------------------------------------------------------
 
     def _recorded_store(self) -> MemoryStore | DatabaseStore:
@@ -654,6 +668,7 @@ class Catalog:
                 "parameters": list(entry.params),
                 "required": sorted(entry.required),
                 "accepts_any_keyword": entry.var_kw,
+                "context_parameter": entry.context_param,
                 "doc": entry.doc,
                 "line": entry.line,
                 "deprecated": deprecation,

@@ -123,7 +123,7 @@ class Progress:
         self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
         self.every = every if not self.terminal else 0.1
         self.start = time.monotonic()
-        self._shown = 0.0
+        self._shown = self.start  # the first line after ``every`` seconds: short work shows none
 
     def update(self, done: int, errors: int = 0, final: bool = False) -> None:
         now = time.monotonic()

@@ -1,0 +1,598 @@
+"""Batches: calls prepared as rows, reviewed, executed once, kept as a frozen audit trail.
+
+A batch is many calls of one interface version for one customer, stored in
+the catalog database (schema/sqlite/0002_batches.sql) before anything runs.
+``execute()`` runs them through ``Catalog.run``: each row is claimed and its
+outcome stored in one transaction with the claim of the next row, so a row's
+outcome is durable as soon as it is known and claiming costs no transaction
+of its own. Any number of processes may execute one batch at once: a claim
+is an ``UPDATE ... RETURNING`` inside a write transaction, so no row runs
+twice; a row claimed by a process that died (on this host) is claimed again.
+A batch killed mid-way resumes where it stopped: at most the row in flight
+runs again. Once every row has an outcome the batch is ``executed`` and
+frozen, in Python (``BatchFrozen``) and in the database (triggers).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .context import Context, process_prefix
+from .errors import ArgumentError, BatchFrozen, BatchNotFound, CatalogError, brief
+from .naming import check_customer_name, check_interface_name
+from .records import utc
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
+    from .db import Connection
+
+__all__ = ["Batches", "Batch", "BatchRow", "BatchProgress", "ROW_STATUSES", "BATCH_STATUSES"]
+
+LOG = logging.getLogger("taskcatalog.batches")
+
+ROW_STATUSES = ("pending", "running", "ok", "error", "skipped")
+BATCH_STATUSES = ("pending", "executing", "executed")
+_FROZEN = "taskcatalog: this batch is executed and frozen"  # what the triggers say
+_MAX_ERROR = 2000  # characters of an error message kept with its row
+
+_ROW_COLUMNS = (
+    "number, args, status, value, value_is_repr, error_type, error, call_id, duration, finished_at, claimed_by"
+)
+_CLAIM = """
+UPDATE taskcatalog_batch_rows SET status = 'running', claimed_by = ?, claimed_at = ?
+WHERE batch = ? AND number = (
+    SELECT number FROM taskcatalog_batch_rows WHERE batch = ? AND status = 'pending' ORDER BY number LIMIT 1
+)
+RETURNING number, args
+"""
+_FINISH = """
+UPDATE taskcatalog_batch_rows
+SET status = ?, value = ?, value_is_repr = ?, error_type = ?, error = ?, call_id = ?, duration = ?, finished_at = ?
+WHERE batch = ? AND number = ? AND claimed_by = ? AND status = 'running'
+"""
+
+
+def _who(given: str | None) -> str:
+    if given is not None:
+        if not isinstance(given, str) or not given.strip():
+            raise ValueError(f"who created or executed a batch must be a non-empty string, not {given!r}")
+        return given
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name to be had (no passwd entry, no environment)
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def _claimer() -> str:
+    """Who runs a row: host, process id and call id prefix (a reused pid has another prefix)."""
+    return f"{socket.gethostname()} {os.getpid()} {process_prefix()}"
+
+
+def _alive(claimer: str) -> bool:
+    """Whether the process that claimed a row may still be running it.
+
+    Only processes of this host can be checked; one elsewhere is assumed
+    alive (a row of it is never taken over from here).
+    """
+    host, _, rest = claimer.partition(" ")
+    pid_text, _, prefix = rest.partition(" ")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return prefix == process_prefix()  # else: an earlier process that had this pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child its parent has not waited for yet is a zombie: not running anything
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as file:
+            return file.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    """One call of a batch: its arguments and, once run, its outcome.
+
+    ``value`` is the call's value as stored (JSON); when JSON could not hold
+    it, ``value`` is its ``repr`` and ``value_is_repr`` is True.
+    """
+
+    number: int
+    args: dict[str, Any]
+    status: str
+    value: Any = None
+    value_is_repr: bool = False
+    error_type: str | None = None
+    error: str | None = None
+    call_id: str | None = None
+    duration: float | None = None
+    finished_at: dt.datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number, "args": self.args, "status": self.status, "value": self.value,
+            "value_is_repr": self.value_is_repr, "error_type": self.error_type, "error": self.error,
+            "call_id": self.call_id, "duration": self.duration,
+            "finished_at": None if self.finished_at is None else self.finished_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BatchProgress:
+    """What ``execute(progress=...)`` is told after each row this executor finishes.
+
+    ``done`` and ``errors`` count the rows finished before this executor
+    started plus its own (other executors' progress since is not counted).
+    """
+
+    batch: int
+    done: int
+    total: int
+    errors: int
+    ran: int  # rows this executor ran
+    elapsed: float  # seconds since this executor started
+
+
+def _row(record: tuple[Any, ...]) -> BatchRow:
+    number, args, status, value, is_repr, etype, error, call_id, duration, finished, _ = record
+    if value is not None and not is_repr:
+        value = json.loads(value)
+    return BatchRow(number, json.loads(args), status, value, bool(is_repr), etype, error, call_id, duration,
+                    None if finished is None else utc(finished))
+
+
+def _encoded_value(value: Any) -> tuple[str | None, int]:
+    """The value as JSON, or as its repr (flagged) when JSON cannot hold it."""
+    if value is None:
+        return None, 0
+    try:
+        return json.dumps(value, allow_nan=False), 0
+    except (TypeError, ValueError, RecursionError):
+        try:
+            return repr(value), 1
+        except Exception as exc:  # noqa: BLE001 - a repr that raises still leaves a record
+            return f"<{type(value).__name__} object; its repr() raised {type(exc).__name__}>", 1
+
+
+class Batch:
+    """One batch; read its state with ``status``, ``rows()``, ``counts()``; change it while pending."""
+
+    def __init__(self, batches: Batches, header: Mapping[str, Any]) -> None:
+        self._batches = batches
+        self.id: int = header["id"]
+        self.interface: str = header["interface"]
+        self.version: int = header["version"]
+        self.customer: str | None = header["customer"]
+        self.description: str = header["description"]
+        self.created_at = utc(header["created_at"])
+        self.created_by: str = header["created_by"]
+
+    def __repr__(self) -> str:
+        return f"<Batch {self.id} {self.interface} v{self.version} customer={self.customer!r} {self.status}>"
+
+    @property
+    def _db(self) -> Connection:
+        return self._batches._db
+
+    def _header(self) -> dict[str, Any]:
+        rows = self._db._execute(
+            "SELECT status, started_at, executed_at, executed_by FROM taskcatalog_batches WHERE id = ?", (self.id,)
+        )
+        if not rows:
+            raise BatchNotFound(f"batch {self.id} no longer exists")
+        status, started, executed, by = rows[0]
+        return {"status": status, "started_at": started, "executed_at": executed, "executed_by": by}
+
+    @property
+    def status(self) -> str:
+        """``pending``, ``executing`` or ``executed``."""
+        return str(self._header()["status"])
+
+    @property
+    def executed_at(self) -> dt.datetime | None:
+        executed = self._header()["executed_at"]
+        return None if executed is None else utc(executed)
+
+    @property
+    def executed_by(self) -> str | None:
+        by = self._header()["executed_by"]
+        return None if by is None else str(by)
+
+    @property
+    def depends_on(self) -> list[int]:
+        """The ids of the batches this one waits for."""
+        rows = self._db._execute(
+            "SELECT depends_on FROM taskcatalog_batch_dependencies WHERE batch = ? ORDER BY depends_on", (self.id,)
+        )
+        return [row[0] for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """How many rows have each status (every status present, zero or not)."""
+        found = dict.fromkeys(ROW_STATUSES, 0)
+        for status, count in self._db._execute(
+            "SELECT status, count(*) FROM taskcatalog_batch_rows WHERE batch = ? GROUP BY status", (self.id,)
+        ):
+            found[status] = count
+        return found
+
+    def rows(self, status: str | None = None, offset: int = 0, limit: int | None = None) -> list[BatchRow]:
+        """Rows in number order, only those with ``status`` if given; ``offset``/``limit`` page through."""
+        if status is not None and status not in ROW_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(ROW_STATUSES)}, not {status!r}")
+        for name, number in (("offset", offset), ("limit", limit)):
+            if number is not None and (isinstance(number, bool) or not isinstance(number, int) or number < 0):
+                raise ValueError(f"{name} must be an int >= 0, not {number!r}")
+        sql = f"SELECT {_ROW_COLUMNS} FROM taskcatalog_batch_rows WHERE batch = ?"
+        params: list[Any] = [self.id]
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        sql += " ORDER BY number LIMIT ? OFFSET ?"
+        params += [-1 if limit is None else limit, offset]
+        return [_row(record) for record in self._db._execute(sql, params)]
+
+    def to_dict(self) -> dict[str, Any]:
+        header = self._header()
+        return {
+            "id": self.id, "interface": self.interface, "version": self.version, "customer": self.customer,
+            "description": self.description, "status": header["status"],
+            "created_at": self.created_at.isoformat(), "created_by": self.created_by,
+            "started_at": None if header["started_at"] is None else utc(header["started_at"]).isoformat(),
+            "executed_at": None if header["executed_at"] is None else utc(header["executed_at"]).isoformat(),
+            "executed_by": header["executed_by"], "depends_on": self.depends_on, "rows": self.counts(),
+        }
+
+    # -- changes, while pending ---------------------------------------------------------
+
+    def _editable(self, verb: str) -> None:
+        status = self.status
+        if status == "executed":
+            raise BatchFrozen(f"batch {self.id} is executed and frozen: it cannot {verb}")
+        if status == "executing":
+            raise CatalogError(f"batch {self.id} is executing: it cannot {verb}; rows change only while it is pending")
+
+    def add_rows(self, rows: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Add rows (keyword arguments of one call each); return their numbers.
+
+        Every row is checked against the entrypoint's parameters first: the
+        first one it cannot take raises ArgumentError naming it, and nothing
+        of this call is stored.
+        """
+        self._editable("take new rows")
+        first = self._db._execute("SELECT next_number FROM taskcatalog_batches WHERE id = ?", (self.id,))[0][0]
+        encoded = self._batches._checked_rows(self.interface, self.version, rows, self.customer, first=first)
+        return self._batches._insert_rows(self.id, encoded)
+
+    def update_row(self, number: int, args: Mapping[str, Any]) -> None:
+        """Replace the arguments of row ``number`` (checked like added rows)."""
+        self._editable("change a row")
+        [encoded] = self._batches._checked_rows(self.interface, self.version, [args], self.customer, first=number)
+        with _frozen_guard(self.id), self._db.session():
+            changed = self._db._execute(
+                "UPDATE taskcatalog_batch_rows SET args = ? WHERE batch = ? AND number = ? AND status = 'pending'"
+                " RETURNING number", (encoded, self.id, self._number(number)),
+            )
+        if not changed:
+            raise LookupError(f"batch {self.id} has no pending row {number}")
+
+    def remove_row(self, number: int) -> None:
+        """Remove row ``number``; it is gone from ``rows()`` (numbers of the others do not change)."""
+        self._editable("lose a row")
+        with _frozen_guard(self.id), self._db.session():
+            removed = self._db._execute(
+                "DELETE FROM taskcatalog_batch_rows WHERE batch = ? AND number = ? RETURNING number",
+                (self.id, self._number(number)),
+            )
+        if not removed:
+            raise LookupError(f"batch {self.id} has no row {number}")
+
+    def add_dependency(self, other: Batch | int) -> None:
+        """Make this batch wait for ``other`` (which must exist); a cycle is refused."""
+        self._editable("take a new dependency")
+        self._batches._add_dependencies(self.id, [other.id if isinstance(other, Batch) else other])
+
+    @staticmethod
+    def _number(number: int) -> int:
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            raise ValueError(f"a row number is an int >= 1, not {number!r}")
+        return number
+
+    # -- execution --------------------------------------------------------------------
+
+    def why_not_execute(self) -> str | None:
+        """None when ``execute()`` can run, else the reason it cannot yet (or ever)."""
+        status = self.status
+        if status == "executed":
+            return f"batch {self.id} is already executed (and frozen)"
+        waiting = [
+            f"{other} ({state})" for other, state in self._db._execute(
+                "SELECT d.depends_on, b.status FROM taskcatalog_batch_dependencies AS d"
+                " JOIN taskcatalog_batches AS b ON b.id = d.depends_on"
+                " WHERE d.batch = ? AND b.status != 'executed' ORDER BY d.depends_on", (self.id,)
+            )
+        ]
+        if waiting:
+            return f"batch {self.id} depends on batches not executed yet: {', '.join(waiting)}"
+        try:
+            self._batches._entrypoint(self.interface, self.version)
+        except CatalogError as exc:
+            return f"batch {self.id} cannot run {self.interface} v{self.version}: {brief(exc, 500)}"
+        return None
+
+    def execute(
+        self, progress: Callable[[BatchProgress], Any] | None = None, executed_by: str | None = None
+    ) -> dict[str, int]:
+        """Run the pending rows (with any other executors of this batch); return the row counts.
+
+        Returns when no pending row is left. The batch becomes ``executed``
+        when every row has an outcome; a batch interrupted resumes here.
+        """
+        if self.status == "executed":
+            raise BatchFrozen(f"batch {self.id} is executed and frozen: it cannot run again")
+        reason = self.why_not_execute()
+        if reason is not None:
+            raise CatalogError(f"cannot execute: {reason}", interface=self.interface, version=self.version,
+                               customer=self.customer)
+        db, who, me = self._db, _who(executed_by), _claimer()
+        with _frozen_guard(self.id), db.session():
+            db._execute(
+                "UPDATE taskcatalog_batches SET status = 'executing', started_at = coalesce(started_at, ?),"
+                " executed_by = ? WHERE id = ? AND status = 'pending'", (time.time(), who, self.id),
+            )
+        catalog = self._batches._catalog
+        ctx = Context(self.customer, batch=self.id)
+        # Progress as this executor sees it: the rows done when it started, plus its own.
+        counts = self.counts()
+        total = sum(counts.values())
+        done, errors = total - counts["pending"] - counts["running"], counts["error"]
+        started, ran = time.monotonic(), 0
+        current = self._claim(me)
+        while current is not None:
+            number, args = current
+            result = catalog.run(self.interface, self.version, ctx, **json.loads(args))
+            value, is_repr = _encoded_value(result.value) if result.status == "ok" else (None, 0)
+            error = None if result.error is None else str(result.error)[:_MAX_ERROR]
+            outcome = (
+                result.status, value, is_repr, None if result.error is None else type(result.error).__name__,
+                error, result.call_id, result.duration, time.time(), self.id, number, me,
+            )
+            current = self._finish_and_claim(outcome, me)
+            ran, done, errors = ran + 1, done + 1, errors + (result.status == "error")
+            if progress is not None:
+                progress(BatchProgress(self.id, min(done, total), total, errors, ran, time.monotonic() - started))
+        self._conclude()
+        return self.counts()
+
+    def _claim(self, me: str) -> tuple[int, str] | None:
+        with self._db.session():
+            return self._claim_in_session(me)
+
+    def _claim_in_session(self, me: str) -> tuple[int, str] | None:
+        db = self._db
+        claimed = db._execute(_CLAIM, (me, time.time(), self.id, self.id))
+        if claimed:
+            return int(claimed[0][0]), str(claimed[0][1])
+        # No pending row: take over the rows of executors that died on this host.
+        abandoned = [
+            number for number, claimer in db._execute(
+                "SELECT number, claimed_by FROM taskcatalog_batch_rows WHERE batch = ? AND status = 'running'",
+                (self.id,),
+            ) if not _alive(claimer or "")
+        ]
+        for number in abandoned:
+            LOG.warning("batch %s: row %s was claimed by a process that is gone; running it again", self.id, number)
+            db._execute(
+                "UPDATE taskcatalog_batch_rows SET status = 'pending', claimed_by = NULL"
+                " WHERE batch = ? AND number = ? AND status = 'running'", (self.id, number),
+            )
+        if abandoned:
+            claimed = db._execute(_CLAIM, (me, time.time(), self.id, self.id))
+            if claimed:
+                return int(claimed[0][0]), str(claimed[0][1])
+        return None
+
+    def _finish_and_claim(self, outcome: tuple[Any, ...], me: str) -> tuple[int, str] | None:
+        """Store a row's outcome and claim the next row, in one transaction."""
+        with self._db.session():
+            self._db._execute(_FINISH, outcome)
+            return self._claim_in_session(me)
+
+    def _conclude(self) -> None:
+        """Mark the batch executed once no row is left without an outcome (any executor may be last)."""
+        with _frozen_guard(self.id), self._db.session():
+            self._db._execute(
+                "UPDATE taskcatalog_batches SET status = 'executed', executed_at = ? WHERE id = ?"
+                " AND status = 'executing' AND NOT EXISTS (SELECT 1 FROM taskcatalog_batch_rows"
+                " WHERE batch = ? AND status IN ('pending', 'running'))",
+                (time.time(), self.id, self.id),
+            )
+
+
+class Batches:
+    """``catalog.batches``: create, find and list the batches of the catalog database."""
+
+    def __init__(self, catalog: Catalog, db: Connection) -> None:
+        self._catalog = catalog
+        self._db = db
+
+    # -- internals shared with Batch ------------------------------------------------------
+
+    def _entrypoint(self, interface: str, version: int) -> dict[str, Any]:
+        """The described version (parameters, required, ...); raises the catalog's error when it cannot run."""
+        described = self._catalog.describe(interface)
+        for entry in described["versions"]:
+            if entry["version"] == version:
+                return entry  # type: ignore[no-any-return]
+        versions = ", ".join(str(v["version"]) for v in described["versions"]) or "none"
+        raise CatalogError(
+            f"interface {interface!r} has no version {version} (versions: {versions})", interface=interface, version=version
+        )
+
+    def _checked_rows(
+        self, interface: str, version: int, rows: Iterable[Mapping[str, Any]], customer: str | None, first: int = 1
+    ) -> list[str]:
+        """Each row as JSON text, after checking it fits the entrypoint; ArgumentError naming the first that does not."""
+        if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
+            raise TypeError(f"rows must be an iterable of mappings (keyword arguments), not {type(rows).__name__}")
+        entry = self._entrypoint(interface, version)
+        accepted, required = set(entry["parameters"]), set(entry["required"])
+        any_keyword, context_name = entry["accepts_any_keyword"], entry["context_parameter"]
+        encoded = []
+        for offset, row in enumerate(rows):
+            where = f"row {first + offset} of {interface} v{version}"
+            if not isinstance(row, Mapping):
+                raise ArgumentError(f"{where} is a {type(row).__name__}, not a mapping of keyword arguments",
+                                    interface=interface, version=version, customer=customer)
+            keys = set(row)
+            problems = []
+            bad_keys = sorted(repr(k) for k in keys if not isinstance(k, str) or not k.isidentifier())
+            unknown = [] if any_keyword else sorted(k for k in keys if isinstance(k, str) and k not in accepted)
+            if context_name in keys:
+                unknown.append(context_name)
+            missing = sorted(required - keys)
+            if bad_keys:
+                problems.append(f"keys that are not identifiers: {', '.join(bad_keys)}")
+            if unknown:
+                problems.append(f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+            if missing:
+                problems.append(f"no value for required argument(s) {', '.join(map(repr, missing))}")
+            if not problems:
+                try:
+                    encoded.append(json.dumps(dict(row), allow_nan=False))
+                    continue
+                except (TypeError, ValueError, RecursionError) as exc:
+                    problems.append(f"its values cannot be stored as JSON ({exc})")
+            accepts = ", ".join([*entry["parameters"], *(["**kwargs"] if any_keyword else [])]) or "no arguments"
+            raise ArgumentError(f"{where}: {'; '.join(problems)}; it accepts: {accepts}; nothing was stored",
+                                interface=interface, version=version, customer=customer)
+        return encoded
+
+    def _insert_rows(self, batch: int, encoded: list[str]) -> list[int]:
+        db = self._db
+        with _frozen_guard(batch), db.session():
+            first = db._execute(
+                "UPDATE taskcatalog_batches SET next_number = next_number + ? WHERE id = ? RETURNING next_number - ?",
+                (len(encoded), batch, len(encoded)),
+            )[0][0]
+            numbers = list(range(first, first + len(encoded)))
+            if encoded:
+                db._execute_many(
+                    "INSERT INTO taskcatalog_batch_rows (batch, number, args) VALUES (?, ?, ?)",
+                    [(batch, number, text) for number, text in zip(numbers, encoded)],
+                )
+        return numbers
+
+    def _add_dependencies(self, batch: int, others: Iterable[int]) -> None:
+        db = self._db
+        with _frozen_guard(batch), db.session():
+            for other in others:
+                if isinstance(other, bool) or not isinstance(other, int):
+                    raise TypeError(f"a dependency is a Batch or a batch id, not {other!r}")
+                if not db._execute("SELECT 1 FROM taskcatalog_batches WHERE id = ?", (other,)):
+                    raise BatchNotFound(f"batch {batch} cannot depend on batch {other}: there is no batch {other}")
+                path = self._path(other, batch)
+                if path is not None or other == batch:
+                    chain = " -> ".join(map(str, [batch, *(path or [batch])]))
+                    raise CatalogError(f"batch {batch} cannot depend on batch {other}: that makes a cycle ({chain})")
+                db._execute(
+                    "INSERT OR IGNORE INTO taskcatalog_batch_dependencies (batch, depends_on) VALUES (?, ?)", (batch, other)
+                )
+
+    def _path(self, start: int, goal: int) -> list[int] | None:
+        """A chain of dependencies from ``start`` to ``goal``, if there is one."""
+        seen, stack = {start}, [(start, [start])]
+        while stack:
+            node, chain = stack.pop()
+            if node == goal:
+                return chain
+            for (nxt,) in self._db._execute(
+                "SELECT depends_on FROM taskcatalog_batch_dependencies WHERE batch = ?", (node,)
+            ):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*chain, nxt]))
+        return None
+
+    # -- the API ------------------------------------------------------------------------
+
+    def create(
+        self,
+        interface: str,
+        version: int,
+        customer: str | None = None,
+        rows: Iterable[Mapping[str, Any]] = (),
+        description: str = "",
+        depends_on: Iterable[Batch | int] = (),
+        created_by: str | None = None,
+    ) -> Batch:
+        """A new pending batch of calls of ``interface`` at ``version`` for ``customer``.
+
+        The rows are checked as ``add_rows`` checks them; nothing is stored
+        when one does not fit.
+        """
+        check_interface_name(interface)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ArgumentError(f"a batch runs one exact version: an int >= 1, not {version!r}", interface=interface)
+        if customer is not None:
+            check_customer_name(customer)
+        if not isinstance(description, str):
+            raise TypeError(f"description must be a str, not {type(description).__name__}")
+        encoded = self._checked_rows(interface, version, rows, customer)
+        who = _who(created_by)
+        db = self._db
+        with db.session():
+            batch_id = db._execute(
+                "INSERT INTO taskcatalog_batches (interface, version, customer, description, created_at, created_by)"
+                " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (interface, version, customer, description, time.time(), who),
+            )[0][0]
+            self._insert_rows(batch_id, encoded)
+            self._add_dependencies(batch_id, [d.id if isinstance(d, Batch) else d for d in depends_on])
+        LOG.info("batch %s created: %s v%s for %s, %d row(s)", batch_id, interface, version, customer, len(encoded))
+        return self.get(batch_id)
+
+    def get(self, batch_id: int) -> Batch:
+        """The batch with that id; BatchNotFound if there is none."""
+        if isinstance(batch_id, bool) or not isinstance(batch_id, int):
+            raise TypeError(f"a batch id is an int, not {batch_id!r}")
+        rows = self._db._execute(
+            "SELECT id, interface, version, customer, description, created_at, created_by"
+            " FROM taskcatalog_batches WHERE id = ?", (batch_id,),
+        )
+        if not rows:
+            raise BatchNotFound(f"no batch {batch_id} in {self._db.label}")
+        names = ("id", "interface", "version", "customer", "description", "created_at", "created_by")
+        return Batch(self, dict(zip(names, rows[0])))
+
+    def list(self, status: str | None = None) -> list[Batch]:
+        """Every batch, newest first; only those with ``status`` if given."""
+        if status is not None and status not in BATCH_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(BATCH_STATUSES)}, not {status!r}")
+        sql = "SELECT id FROM taskcatalog_batches" + ("" if status is None else " WHERE status = ?") + " ORDER BY id DESC"
+        return [self.get(row[0]) for row in self._db._execute(sql, () if status is None else (status,))]
+
+
+@contextmanager
+def _frozen_guard(batch: int) -> Iterator[None]:
+    """Turns the triggers' refusal (an executed batch changed behind our back) into BatchFrozen."""
+    try:
+        yield
+    except Exception as exc:
+        if _FROZEN in str(exc):
+            raise BatchFrozen(f"batch {batch} is executed and frozen (refused by the database)") from exc
+        raise
