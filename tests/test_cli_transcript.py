@@ -1,4 +1,8 @@
-"""docs/cli.md's session, replayed command by command in an empty folder through real subprocesses."""
+"""The sessions of docs/cli.md and docs/batches.md, replayed command by command in an empty folder.
+
+Every ``$ taskcatalog ...`` line runs as a real subprocess; ``$ cd DIR``
+changes folder; any other ``$`` line runs in bash (to write a rows file).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from pathlib import Path
 
 from conftest import ROOT
 
-DOC = ROOT / "docs" / "cli.md"
+import pytest
+
+DOCS = ["cli.md", "batches.md"]
 
 
 def sessions(text: str) -> list[tuple[str, list[str]]]:
@@ -44,9 +50,10 @@ def matches(expected: list[str], actual: list[str]) -> bool:
     return bool(actual) and _spaced(head).fullmatch(actual[0].rstrip()) is not None and matches(rest, actual[1:])
 
 
-def test_the_session_in_docs_cli_md(tmp_path: Path) -> None:
-    steps = sessions(DOC.read_text(encoding="utf-8"))
-    assert len(steps) > 15
+@pytest.mark.parametrize("doc", DOCS)
+def test_the_session_in_the_docs(doc: str, tmp_path: Path) -> None:
+    steps = sessions((ROOT / "docs" / doc).read_text(encoding="utf-8"))
+    assert len(steps) > 10
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     env.pop("TASKCATALOG_CONFIG", None)
     cwd = tmp_path
@@ -55,11 +62,8 @@ def test_the_session_in_docs_cli_md(tmp_path: Path) -> None:
         if words[0] == "cd":
             cwd = cwd / words[1]
             continue
-        assert words[0] == "taskcatalog", command
-        process = subprocess.run(
-            [sys.executable, "-m", "taskcatalog", *words[1:]], cwd=cwd, env=env,
-            capture_output=True, text=True, timeout=60,
-        )
+        program = [sys.executable, "-m", "taskcatalog", *words[1:]] if words[0] == "taskcatalog" else ["bash", "-c", command]
+        process = subprocess.run(program, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
         actual = process.stdout.splitlines() + process.stderr.splitlines()
         if process.returncode:
             actual.append(f"[exit {process.returncode}]")

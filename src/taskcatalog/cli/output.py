@@ -124,12 +124,14 @@ class Progress:
         self.every = every if not self.terminal else 0.1
         self.start = time.monotonic()
         self._shown = self.start  # the first line after ``every`` seconds: short work shows none
+        self._any = False
 
     def update(self, done: int, errors: int = 0, final: bool = False) -> None:
+        """Show the state if it is time to; ``final`` closes a line already shown (and shows nothing else)."""
         now = time.monotonic()
-        if not final and now - self._shown < self.every:
+        if (final and not self._any) or (not final and now - self._shown < self.every):
             return
-        self._shown = now
+        self._shown, self._any = now, True
         elapsed = max(now - self.start, 1e-9)
         rate = done / elapsed
         left = (self.total - done) / rate if rate > 0 and self.total > done else 0.0
