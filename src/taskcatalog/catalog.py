@@ -573,6 +573,30 @@ class Catalog:
         store = self._recorded_store()
         return store.history(_optional_name(interface), _optional_customer(customer), since_seconds(since), status, limit)
 
+    def report(
+        self, path: str | os.PathLike[str], since: dt.datetime | str | None = None, interface: str | None = None
+    ) -> str:
+        """Write the HTML report (one self-contained page) to ``path``; return the path written.
+
+        ``since`` (default: 14 days ago) limits the latency, error and plugin
+        figures; ``interface`` limits the whole page to one interface.
+        """
+        from .report_data import gather
+        from .report_page import render
+
+        if interface is not None:
+            check_interface_name(interface)
+            self.path_of(interface)  # InterfaceNotFound before anything is written
+        page = render(gather(self, since, interface))
+        target = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(target))
+        os.makedirs(folder, exist_ok=True)
+        temporary = f"{target}.tmp-{os.getpid()}"
+        with open(temporary, "w", encoding="utf-8") as file:
+            file.write(page)
+        os.replace(temporary, target)  # never a half-written report
+        return target
+
     def _deprecation(self, name: str, version: int | None) -> tuple[str | None, dt.date | None]:
         if version is None:
             return None, None

@@ -211,3 +211,26 @@ COMMANDS["db"] = Command(
                         _add_wipe, run_db_wipe),
     },
 )
+
+
+def _add_report(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="taskcatalog-report.html", metavar="FILE",
+                        help="where to write the page (default: taskcatalog-report.html)")
+    parser.add_argument("--since", metavar="WHEN", help="latency, errors and plugins since WHEN (default: 14 days ago)")
+    parser.add_argument("--interface", help="only this interface")
+
+
+def run_report(session: Session) -> int:
+    args = session.args
+    path = session.catalog.report(args.out, args.since, args.interface)
+    if session.json:
+        session.emit({"report": os.path.abspath(path), "bytes": os.path.getsize(path)})
+    else:
+        print(f"wrote {path} ({os.path.getsize(path):,} bytes)", file=session.out)
+    return 0
+
+
+COMMANDS["report"] = Command(
+    "one self-contained HTML page: the catalog, who calls what, latency, errors, batches",
+    "taskcatalog report --out report.html --since 2026-11-01", _add_report, run_report, recording=True,
+)
