@@ -1,16 +1,17 @@
 """Batches: calls prepared as rows, reviewed, executed once, kept as a frozen audit trail.
 
 A batch is many calls of one interface version for one customer, stored in
-the catalog database (schema/sqlite/0002_batches.sql) before anything runs.
-``execute()`` runs them through ``Catalog.run``: each row is claimed and its
-outcome stored in one transaction with the claim of the next row, so a row's
-outcome is durable as soon as it is known and claiming costs no transaction
-of its own. Any number of processes may execute one batch at once: a claim
-is an ``UPDATE ... RETURNING`` inside a write transaction, so no row runs
-twice; a row claimed by a process that died (on this host) is claimed again.
-A batch killed mid-way resumes where it stopped: at most the row in flight
-runs again. Once every row has an outcome the batch is ``executed`` and
-frozen, in Python (``BatchFrozen``) and in the database (triggers).
+the catalog database (schema/sqlite/0002_batches.sql, 0003_batch_claims.sql)
+before anything runs. ``execute()`` runs them through ``Catalog.run``. A row's
+outcome is one INSERT in a transaction of its own, so it is durable as soon
+as it is known and a row costs one small commit; a row without an outcome is
+pending. Executors claim rows in ranges (one transaction per range, see
+``_Claim``), so any number of processes may execute one batch at once and no
+row runs twice; the unfinished range of a process that died (on this host)
+is taken over. A batch killed mid-way resumes where it stopped: at most the
+row in flight runs again. Once every row has an outcome the batch is
+``executed`` and frozen, in Python (``BatchFrozen``) and in the database
+(triggers).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .context import Context, process_prefix
-from .errors import ArgumentError, BatchFrozen, BatchNotFound, CatalogError, brief
+from .errors import (
+    ArgumentError, BatchFrozen, BatchNotFound, CatalogError, VersionNotFound, VersionRetired, brief, location,
+)
 from .naming import check_customer_name, check_interface_name
 from .records import utc
 
@@ -40,25 +43,54 @@ __all__ = ["Batches", "Batch", "BatchRow", "BatchProgress", "ROW_STATUSES", "BAT
 
 LOG = logging.getLogger("taskcatalog.batches")
 
-ROW_STATUSES = ("pending", "running", "ok", "error", "skipped")
+ROW_STATUSES = ("pending", "ok", "error", "skipped")
 BATCH_STATUSES = ("pending", "executing", "executed")
 _FROZEN = "taskcatalog: this batch is executed and frozen"  # what the triggers say
 _MAX_ERROR = 2000  # characters of an error message kept with its row
+# An executor claims as many rows as it expects to run in about this many
+# seconds (at least one, at most _MOST_CLAIMED): a claim costs a transaction,
+# so cheap rows are claimed in ranges, while slow rows are claimed one at a
+# time and every executor of a batch keeps busy until its end.
+_CLAIM_SECONDS = 0.002
+_MOST_CLAIMED = 64
 
+# Rows change only while their batch is pending, checked in the statement that
+# changes them: a check before it could race with the start of an execute().
+_STILL_PENDING = "EXISTS (SELECT 1 FROM taskcatalog_batches WHERE id = ? AND status = 'pending')"
 _ROW_COLUMNS = (
-    "number, args, status, value, value_is_repr, error_type, error, call_id, duration, finished_at, claimed_by"
+    "r.number, r.args, coalesce(o.status, 'pending'), o.value, o.value_is_repr, o.error_type, o.error, o.call_id,"
+    " o.duration, o.finished_at"
 )
-_CLAIM = """
-UPDATE taskcatalog_batch_rows SET status = 'running', claimed_by = ?, claimed_at = ?
-WHERE batch = ? AND number = (
-    SELECT number FROM taskcatalog_batch_rows WHERE batch = ? AND status = 'pending' ORDER BY number LIMIT 1
+_ROWS_WITH_OUTCOMES = (
+    "taskcatalog_batch_rows AS r LEFT JOIN taskcatalog_batch_outcomes AS o ON o.batch = r.batch AND o.number = r.number"
 )
-RETURNING number, args
+_NEXT_UNCLAIMED = f"""
+SELECT r.number, r.args FROM {_ROWS_WITH_OUTCOMES}
+WHERE r.batch = ? AND r.number > (SELECT coalesce(max(last), 0) FROM taskcatalog_batch_claims WHERE batch = ?)
+  AND o.number IS NULL
+ORDER BY r.number LIMIT ?
 """
-_FINISH = """
-UPDATE taskcatalog_batch_rows
-SET status = ?, value = ?, value_is_repr = ?, error_type = ?, error = ?, call_id = ?, duration = ?, finished_at = ?
-WHERE batch = ? AND number = ? AND claimed_by = ? AND status = 'running'
+_UNFINISHED_CLAIMS = f"""
+SELECT c.first, c.last, c.claimed_by FROM taskcatalog_batch_claims AS c
+WHERE c.batch = ? AND EXISTS (
+    SELECT 1 FROM {_ROWS_WITH_OUTCOMES}
+    WHERE r.batch = c.batch AND r.number BETWEEN c.first AND c.last AND o.number IS NULL
+)
+ORDER BY c.first
+"""
+_PENDING_IN_RANGE = f"""
+SELECT r.number, r.args FROM {_ROWS_WITH_OUTCOMES}
+WHERE r.batch = ? AND r.number BETWEEN ? AND ? AND o.number IS NULL ORDER BY r.number
+"""
+# Made once: json.dumps(value, allow_nan=False) builds a new encoder on every call. Stored
+# arguments are this encoder's output (no surrounding whitespace), read with raw_decode.
+_ENCODE = json.JSONEncoder(allow_nan=False).encode
+_DECODE = json.JSONDecoder().raw_decode
+_OUTCOME = """
+INSERT INTO taskcatalog_batch_outcomes
+    (batch, number, status, value, value_is_repr, error_type, error, call_id, duration, finished_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (batch, number) DO NOTHING
 """
 
 
@@ -149,11 +181,20 @@ class BatchProgress:
 
 
 def _row(record: tuple[Any, ...]) -> BatchRow:
-    number, args, status, value, is_repr, etype, error, call_id, duration, finished, _ = record
+    number, args, status, value, is_repr, etype, error, call_id, duration, finished = record
     if value is not None and not is_repr:
         value = json.loads(value)
     return BatchRow(number, json.loads(args), status, value, bool(is_repr), etype, error, call_id, duration,
                     None if finished is None else utc(finished))
+
+
+def _error_text(error: BaseException) -> str:
+    """The error's message as stored with its row; an exception whose ``str()`` raises is named instead."""
+    try:
+        text = str(error)
+    except Exception as exc:  # noqa: BLE001 - a foreign __str__ may raise anything; the row still gets its outcome
+        text = f"<{type(error).__name__} whose str() raised {type(exc).__name__}>"
+    return text[:_MAX_ERROR]
 
 
 def _encoded_value(value: Any) -> tuple[str | None, int]:
@@ -161,7 +202,7 @@ def _encoded_value(value: Any) -> tuple[str | None, int]:
     if value is None:
         return None, 0
     try:
-        return json.dumps(value, allow_nan=False), 0
+        return _ENCODE(value), 0
     except (TypeError, ValueError, RecursionError):
         try:
             return repr(value), 1
@@ -225,7 +266,8 @@ class Batch:
         """How many rows have each status (every status present, zero or not)."""
         found = dict.fromkeys(ROW_STATUSES, 0)
         for status, count in self._db._execute(
-            "SELECT status, count(*) FROM taskcatalog_batch_rows WHERE batch = ? GROUP BY status", (self.id,)
+            f"SELECT coalesce(o.status, 'pending'), count(*) FROM {_ROWS_WITH_OUTCOMES} WHERE r.batch = ? GROUP BY 1",
+            (self.id,),
         ):
             found[status] = count
         return found
@@ -237,12 +279,14 @@ class Batch:
         for name, number in (("offset", offset), ("limit", limit)):
             if number is not None and (isinstance(number, bool) or not isinstance(number, int) or number < 0):
                 raise ValueError(f"{name} must be an int >= 0, not {number!r}")
-        sql = f"SELECT {_ROW_COLUMNS} FROM taskcatalog_batch_rows WHERE batch = ?"
+        sql = f"SELECT {_ROW_COLUMNS} FROM {_ROWS_WITH_OUTCOMES} WHERE r.batch = ?"
         params: list[Any] = [self.id]
-        if status is not None:
-            sql += " AND status = ?"
+        if status == "pending":
+            sql += " AND o.number IS NULL"
+        elif status is not None:
+            sql += " AND o.status = ?"
             params.append(status)
-        sql += " ORDER BY number LIMIT ? OFFSET ?"
+        sql += " ORDER BY r.number LIMIT ? OFFSET ?"
         params += [-1 if limit is None else limit, offset]
         return [_row(record) for record in self._db._execute(sql, params)]
 
@@ -280,25 +324,28 @@ class Batch:
 
     def update_row(self, number: int, args: Mapping[str, Any]) -> None:
         """Replace the arguments of row ``number`` (checked like added rows)."""
+        self._number(number)  # before it is used to name the row in an ArgumentError
         self._editable("change a row")
         [encoded] = self._batches._checked_rows(self.interface, self.version, [args], self.customer, first=number)
         with _frozen_guard(self.id), self._db.session():
             changed = self._db._execute(
-                "UPDATE taskcatalog_batch_rows SET args = ? WHERE batch = ? AND number = ? AND status = 'pending'"
-                " RETURNING number", (encoded, self.id, self._number(number)),
+                f"UPDATE taskcatalog_batch_rows SET args = ? WHERE batch = ? AND number = ? AND {_STILL_PENDING}"
+                " RETURNING number", (encoded, self.id, self._number(number), self.id),
             )
         if not changed:
-            raise LookupError(f"batch {self.id} has no pending row {number}")
+            self._editable("change a row")  # it started executing meanwhile
+            raise LookupError(f"batch {self.id} has no row {number}")
 
     def remove_row(self, number: int) -> None:
         """Remove row ``number``; it is gone from ``rows()`` (numbers of the others do not change)."""
         self._editable("lose a row")
         with _frozen_guard(self.id), self._db.session():
             removed = self._db._execute(
-                "DELETE FROM taskcatalog_batch_rows WHERE batch = ? AND number = ? RETURNING number",
-                (self.id, self._number(number)),
+                f"DELETE FROM taskcatalog_batch_rows WHERE batch = ? AND number = ? AND {_STILL_PENDING}"
+                " RETURNING number", (self.id, self._number(number), self.id),
             )
         if not removed:
+            self._editable("lose a row")  # it started executing meanwhile
             raise LookupError(f"batch {self.id} has no row {number}")
 
     def add_dependency(self, other: Batch | int) -> None:
@@ -354,73 +401,121 @@ class Batch:
                 "UPDATE taskcatalog_batches SET status = 'executing', started_at = coalesce(started_at, ?),"
                 " executed_by = ? WHERE id = ? AND status = 'pending'", (time.time(), who, self.id),
             )
-        catalog = self._batches._catalog
+        run, interface, version = self._batches._catalog.run, self.interface, self.version
         ctx = Context(self.customer, batch=self.id)
         # Progress as this executor sees it: the rows done when it started, plus its own.
         counts = self.counts()
         total = sum(counts.values())
-        done, errors = total - counts["pending"] - counts["running"], counts["error"]
+        done, errors = total - counts["pending"], counts["error"]
         started, ran = time.monotonic(), 0
-        current = self._claim(me)
-        while current is not None:
-            number, args = current
-            result = catalog.run(self.interface, self.version, ctx, **json.loads(args))
-            value, is_repr = _encoded_value(result.value) if result.status == "ok" else (None, 0)
-            error = None if result.error is None else str(result.error)[:_MAX_ERROR]
-            outcome = (
-                result.status, value, is_repr, None if result.error is None else type(result.error).__name__,
-                error, result.call_id, result.duration, time.time(), self.id, number, me,
-            )
-            current = self._finish_and_claim(outcome, me)
-            ran, done, errors = ran + 1, done + 1, errors + (result.status == "error")
-            if progress is not None:
-                progress(BatchProgress(self.id, min(done, total), total, errors, ran, time.monotonic() - started))
+        store, batch_id, claim = db._execute, self.id, _Claim(self, me)
+        try:
+            with _frozen_guard(batch_id):
+                for number, args in claim.rows():
+                    result = run(interface, version, ctx, **_DECODE(args)[0])
+                    outcome: tuple[Any, ...]
+                    if result.error is None:
+                        value, is_repr = _encoded_value(result.value)
+                        outcome = (batch_id, number, result.status, value, is_repr, None, None,
+                                   result.call_id, result.duration, time.time())
+                    else:
+                        errors += 1
+                        outcome = (batch_id, number, "error", None, 0, type(result.error).__name__,
+                                   _error_text(result.error), result.call_id, result.duration, time.time())
+                    store(_OUTCOME, outcome)  # one autocommit statement: durable before the next row starts
+                    ran, done = ran + 1, done + 1
+                    if progress is not None:
+                        progress(BatchProgress(batch_id, min(done, total), total, errors, ran, time.monotonic() - started))
+        except BaseException:
+            # Ctrl-C or SystemExit in a row, a progress callback that raised, a failed write: the
+            # rows this executor holds and has not finished go back to the others (while this
+            # process lives nobody takes them over); the row in flight runs again, as at a crash.
+            claim.release()
+            raise
         self._conclude()
         return self.counts()
 
-    def _claim(self, me: str) -> tuple[int, str] | None:
-        with self._db.session():
-            return self._claim_in_session(me)
-
-    def _claim_in_session(self, me: str) -> tuple[int, str] | None:
-        db = self._db
-        claimed = db._execute(_CLAIM, (me, time.time(), self.id, self.id))
-        if claimed:
-            return int(claimed[0][0]), str(claimed[0][1])
-        # No pending row: take over the rows of executors that died on this host.
-        abandoned = [
-            number for number, claimer in db._execute(
-                "SELECT number, claimed_by FROM taskcatalog_batch_rows WHERE batch = ? AND status = 'running'",
-                (self.id,),
-            ) if not _alive(claimer or "")
-        ]
-        for number in abandoned:
-            LOG.warning("batch %s: row %s was claimed by a process that is gone; running it again", self.id, number)
-            db._execute(
-                "UPDATE taskcatalog_batch_rows SET status = 'pending', claimed_by = NULL"
-                " WHERE batch = ? AND number = ? AND status = 'running'", (self.id, number),
-            )
-        if abandoned:
-            claimed = db._execute(_CLAIM, (me, time.time(), self.id, self.id))
-            if claimed:
-                return int(claimed[0][0]), str(claimed[0][1])
-        return None
-
-    def _finish_and_claim(self, outcome: tuple[Any, ...], me: str) -> tuple[int, str] | None:
-        """Store a row's outcome and claim the next row, in one transaction."""
-        with self._db.session():
-            self._db._execute(_FINISH, outcome)
-            return self._claim_in_session(me)
-
     def _conclude(self) -> None:
-        """Mark the batch executed once no row is left without an outcome (any executor may be last)."""
+        """Mark the batch executed once every row has an outcome (any executor may be last)."""
         with _frozen_guard(self.id), self._db.session():
             self._db._execute(
                 "UPDATE taskcatalog_batches SET status = 'executed', executed_at = ? WHERE id = ?"
-                " AND status = 'executing' AND NOT EXISTS (SELECT 1 FROM taskcatalog_batch_rows"
-                " WHERE batch = ? AND status IN ('pending', 'running'))",
+                f" AND status = 'executing' AND NOT EXISTS (SELECT 1 FROM {_ROWS_WITH_OUTCOMES}"
+                " WHERE r.batch = ? AND o.number IS NULL)",
                 (time.time(), self.id, self.id),
             )
+
+
+class _Claim:
+    """The rows one ``execute()`` call holds: claimed a range at a time, handed back if it stops early.
+
+    A claim is one write transaction: it takes the next rows nobody has
+    claimed (as many as fit in ``_CLAIM_SECONDS`` at the rate seen so far)
+    and records the range in ``taskcatalog_batch_claims``, so two executors
+    never hold one row. When no row is left unclaimed, the unfinished ranges
+    of executors that are gone (or handed back) are taken over, one range per
+    transaction.
+    """
+
+    def __init__(self, batch: Batch, me: str) -> None:
+        self._batch = batch
+        self._me = me
+        self._held: int | None = None  # the first row number of the range being run
+
+    def rows(self) -> Iterator[tuple[int, str]]:
+        """The claimed rows, (number, args as JSON), until none is left to claim."""
+        size, seconds_per_row = 1, None
+        while True:
+            rows = self._claim(size)
+            if not rows:
+                return
+            began = time.monotonic()
+            yield from rows
+            self._held = None  # every row of the range has its outcome
+            spent = (time.monotonic() - began) / len(rows)
+            seconds_per_row = spent if seconds_per_row is None else (seconds_per_row + spent) / 2
+            size = max(1, min(_MOST_CLAIMED, int(_CLAIM_SECONDS / seconds_per_row) if seconds_per_row else _MOST_CLAIMED))
+
+    def _claim(self, size: int) -> list[tuple[int, str]]:
+        batch, db, me = self._batch, self._batch._db, self._me
+        with _frozen_guard(batch.id), db.session():
+            rows = db._execute(_NEXT_UNCLAIMED, (batch.id, batch.id, size))
+            if rows:
+                db._execute(
+                    "INSERT INTO taskcatalog_batch_claims (batch, first, last, claimed_by, claimed_at)"
+                    " VALUES (?, ?, ?, ?, ?)", (batch.id, rows[0][0], rows[-1][0], me, time.time()),
+                )
+                self._held = rows[0][0]
+                return [(int(number), str(args)) for number, args in rows]
+            for first, last, claimer in db._execute(_UNFINISHED_CLAIMS, (batch.id,)):
+                if claimer is not None and _alive(claimer):
+                    continue
+                LOG.warning("batch %s: rows %s-%s were claimed by %s, which is gone; running their pending rows",
+                            batch.id, first, last, "an executor that stopped" if claimer is None else claimer)
+                db._execute(
+                    "UPDATE taskcatalog_batch_claims SET claimed_by = ?, claimed_at = ? WHERE batch = ? AND first = ?",
+                    (me, time.time(), batch.id, first),
+                )
+                self._held = first
+                return [(int(number), str(args)) for number, args in db._execute(
+                    _PENDING_IN_RANGE, (batch.id, first, last)
+                )]
+        return []
+
+    def release(self) -> None:
+        """Hand the range being run back: its rows without an outcome go to the next executor."""
+        if self._held is None:
+            return
+        batch = self._batch
+        try:
+            with batch._db.session():
+                batch._db._execute(
+                    "UPDATE taskcatalog_batch_claims SET claimed_by = NULL WHERE batch = ? AND first = ?"
+                    " AND claimed_by = ?", (batch.id, self._held, self._me),
+                )
+        except Exception:  # noqa: BLE001 - the error that brought us here is the one to raise
+            LOG.exception("batch %s: could not hand back the rows from %s; they run again once this process has "
+                          "ended", batch.id, self._held)
 
 
 class Batches:
@@ -437,9 +532,15 @@ class Batches:
         described = self._catalog.describe(interface)
         for entry in described["versions"]:
             if entry["version"] == version:
+                deprecation = entry["deprecated"]
+                if deprecation is not None and deprecation["retired"]:  # every row would fail: refuse now
+                    raise VersionRetired(
+                        f"{interface} v{version} was retired after {deprecation['sunset']}: {deprecation['message']}"
+                        f" ({location(described['path'], entry['line'])})", interface=interface, version=version,
+                    )
                 return entry  # type: ignore[no-any-return]
         versions = ", ".join(str(v["version"]) for v in described["versions"]) or "none"
-        raise CatalogError(
+        raise VersionNotFound(
             f"interface {interface!r} has no version {version} (versions: {versions})", interface=interface, version=version
         )
 
@@ -462,7 +563,7 @@ class Batches:
             problems = []
             bad_keys = sorted(repr(k) for k in keys if not isinstance(k, str) or not k.isidentifier())
             unknown = [] if any_keyword else sorted(k for k in keys if isinstance(k, str) and k not in accepted)
-            if context_name in keys:
+            if context_name in keys and context_name not in unknown:
                 unknown.append(context_name)
             missing = sorted(required - keys)
             if bad_keys:
@@ -473,7 +574,7 @@ class Batches:
                 problems.append(f"no value for required argument(s) {', '.join(map(repr, missing))}")
             if not problems:
                 try:
-                    encoded.append(json.dumps(dict(row), allow_nan=False))
+                    encoded.append(_ENCODE(dict(row)))
                     continue
                 except (TypeError, ValueError, RecursionError) as exc:
                     problems.append(f"its values cannot be stored as JSON ({exc})")

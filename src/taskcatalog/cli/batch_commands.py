@@ -21,12 +21,17 @@ def rows_from_file(path: str) -> list[dict[str, Any]]:
     if kind not in (".csv", ".json", ".jsonl"):
         raise UsageError(f"--rows takes a .csv, .json or .jsonl file, not {path!r}")
     try:
-        with open(path, encoding="utf-8", newline="") as file:
-            text = file.read()
+        with open(path, "rb") as file:
+            data = file.read()
     except OSError as exc:
         raise Failure(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        # utf-8-sig: spreadsheet programs start a UTF-8 CSV with a byte order mark, which
+        # would otherwise stick to the first column's name.
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise Failure(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        where = data[: exc.start].count(b"\n") + 1
+        raise Failure(f"{path}:{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if kind == ".csv":
         return _csv_rows(path, text)
     if kind == ".json":
@@ -41,7 +46,9 @@ def rows_from_file(path: str) -> list[dict[str, Any]]:
                 raise Failure(f"{path}: item {index} of the list is a {type(row).__name__}, not an object")
         return loaded
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # Lines end at \n only: str.splitlines() would also split at U+2028, U+0085 and other
+    # characters a JSON string may hold unescaped.
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -198,17 +205,16 @@ def run_execute(session: Session) -> int:
     reason = batch.why_not_execute()
     if reason is not None:
         raise Failure(reason)
-    progress: Progress | None = None
+    before = batch.counts()
+    total = sum(before.values())
+    # Made before the first row, knowing the rows done by earlier runs: its rate is this run's own.
+    progress = Progress(total, f"batch {batch.id}", session.err, initial=total - before["pending"])
 
     def report(step: BatchProgress) -> None:
-        nonlocal progress
-        if progress is None:
-            progress = Progress(step.total, f"batch {step.batch}", session.err)
         progress.update(step.done, step.errors)
 
     counts = batch.execute(progress=report)
-    if progress is not None:
-        progress.update(progress.total - counts["pending"] - counts["running"], counts["error"], final=True)
+    progress.update(total - counts["pending"], counts["error"], final=True)
     if session.json:
         session.emit(batch.to_dict())
     else:
@@ -241,7 +247,10 @@ def run_export(session: Session) -> int:
     if args.out:
         with open(args.out, "w", encoding="utf-8", newline="") as file:
             file.write(text)
-        print(f"wrote {len(rows)} row(s) of batch {batch.id} to {args.out}", file=session.out)
+        if session.json:
+            session.emit({"batch": batch.id, "rows": len(rows), "format": args.format, "out": args.out})
+        else:
+            print(f"wrote {len(rows)} row(s) of batch {batch.id} to {args.out}", file=session.out)
     else:
         session.out.write(text)
     return 0

@@ -114,10 +114,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO, em
 
 
 class Progress:
-    """A progress line for long work: redrawn in place on a terminal, else a plain line every few seconds."""
+    """A progress line for long work: redrawn in place on a terminal, else a plain line every few seconds.
 
-    def __init__(self, total: int, what: str, stream: TextIO | None = None, every: float = 5.0) -> None:
+    ``initial`` is the work done before this run started (a resumed batch):
+    it counts toward the done count, not toward this run's rate and ETA.
+    """
+
+    def __init__(
+        self, total: int, what: str, stream: TextIO | None = None, every: float = 5.0, initial: int = 0
+    ) -> None:
         self.total = total
+        self.initial = initial
         self.what = what
         self.stream = stream if stream is not None else sys.stderr
         self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -133,7 +140,7 @@ class Progress:
             return
         self._shown, self._any = now, True
         elapsed = max(now - self.start, 1e-9)
-        rate = done / elapsed
+        rate = (done - self.initial) / elapsed
         left = (self.total - done) / rate if rate > 0 and self.total > done else 0.0
         text = (
             f"{self.what}: {done}/{self.total} ({100 * done / max(self.total, 1):.0f}%), "
