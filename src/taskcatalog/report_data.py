@@ -3,8 +3,10 @@
 Everything is aggregated where it lives: in SQL from the telemetry aggregates
 (``taskcatalog_call_stats``) and the newest raw batches when there is a
 database, from the memory buffers otherwise. Lists are cut to what a page can
-show (the ``TOP_*`` limits) and say how much was left out, so a catalog with a
-million recorded calls renders as fast and as small as one with ten.
+show (the ``TOP_*`` limits) and say how much was left out: the page stays the
+same size whatever the number of calls, and the time grows with the rows of
+the aggregate table, never with every record loaded into Python
+(``bench/report.py``: a million records in about a second).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import CatalogError, brief
 from .records import HOUR, percentiles, since_seconds, utc
 from .results import Problem
-from .stores import DatabaseStore, MemoryStore
+from .stores import DatabaseStore
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -151,21 +153,41 @@ def _catalog_part(catalog: Catalog, interface: str | None, data: ReportData) -> 
     data.problems = [p for p in problems if interface is None or p.interface in (None, interface)]
 
 
-def _usage_rows(store: Any, interface: str | None) -> list[tuple[str, int | None, str | None, int, float]]:
-    """(interface, version, customer, calls, last call) for every pair ever called."""
+# One row per (interface, version, customer) ever called: calls and last call of all
+# time (the usage grid asks who still calls a version, whenever they last did), and
+# calls and errors since ``since`` (errors, the latency series' ranking).
+Pair = tuple[str, int | None, str | None, int, float, int, int]
+
+
+def _pairs(store: Any, interface: str | None, since: float) -> list[Pair]:
+    """Every (interface, version, customer) with its totals: one pass over the aggregates."""
     if isinstance(store, DatabaseStore):
+        # The aggregate table's primary key starts with (interface, version, customer):
+        # SQLite groups it in key order, with no sort and no temporary table.
         where, params = ("", []) if interface is None else (" WHERE interface = ?", [interface])
+        hour = int(since // HOUR)
         rows = store.db._execute(
-            "SELECT interface, version, customer, sum(calls), max(last_call) FROM taskcatalog_call_stats"
-            f"{where} GROUP BY 1, 2, 3", params,
+            "SELECT interface, version, customer, sum(calls), max(last_call),"
+            " coalesce(sum(CASE WHEN hour >= ? THEN calls END), 0), coalesce(sum(CASE WHEN hour >= ? THEN errors END), 0)"
+            f" FROM taskcatalog_call_stats{where} GROUP BY 1, 2, 3",
+            [hour, hour, *params],
         )
-        return [(n, None if v == 0 else v, None if c == "" else c, calls, last) for n, v, c, calls, last in rows]
-    return [(n, v, c, calls, last) for n, v, c, calls, _, last in store.usage(interface, None)]
+        return [(n, None if v == 0 else v, None if c == "" else c, calls, last, recent, errors)
+                for n, v, c, calls, last, recent, errors in rows]
+    totals: dict[tuple[str, int | None, str | None], list[Any]] = {}
+    for row in store._rows(interface, None, None):
+        cell = totals.setdefault((row[3], row[4], row[5]), [0, 0.0, 0, 0])
+        cell[0] += 1
+        cell[1] = max(cell[1], row[6])
+        if row[6] >= since:
+            cell[2] += 1
+            cell[3] += row[8] == "error"
+    return [(n, v, c, calls, last, recent, errors) for (n, v, c), (calls, last, recent, errors) in totals.items()]
 
 
-def _usage_part(store: Any, interface: str | None, data: ReportData, top_interfaces: int) -> None:
+def _usage_part(pairs: list[Pair], data: ReportData, top_interfaces: int) -> None:
     by_interface: dict[str, list[tuple[int | None, str | None, int, float]]] = defaultdict(list)
-    for name, version, customer, calls, last in _usage_rows(store, interface):
+    for name, version, customer, calls, last, _, _ in pairs:
         by_interface[name].append((version, customer, calls, last))
     ranked = sorted(by_interface, key=lambda n: (-sum(r[2] for r in by_interface[n]), n))
     data.hidden_interfaces = max(0, len(ranked) - top_interfaces)
@@ -175,10 +197,11 @@ def _usage_part(store: Any, interface: str | None, data: ReportData, top_interfa
         for _, customer, calls, _ in rows:
             per_customer[customer] += calls
         customers = sorted(per_customer, key=lambda c: (-per_customer[c], c or ""))
-        shown = sorted(customers[:TOP_CUSTOMERS], key=lambda c: (c is None, c or ""))
-        versions = sorted({v for v, _, _, _ in rows}, key=lambda v: -1 if v is None else v)
+        shown = set(customers[:TOP_CUSTOMERS])
+        ordered = sorted(shown, key=lambda c: (c is None, c or ""))
         cells = {(c, v): (calls, last) for v, c, calls, last in rows if c in shown}
-        data.usage.append(UsageGrid(name, versions, shown, cells, max(0, len(customers) - TOP_CUSTOMERS)))
+        versions = sorted({v for v, _, _, _ in rows}, key=_order)
+        data.usage.append(UsageGrid(name, versions, ordered, cells, max(0, len(customers) - TOP_CUSTOMERS)))
 
 
 def _period(since: float, now: float) -> int:
@@ -186,114 +209,121 @@ def _period(since: float, now: float) -> int:
     return HOUR if now - since <= 3 * DAY else DAY
 
 
-def _timeline_part(store: Any, interface: str | None, since: float, data: ReportData) -> None:
+def _order(version: int | None) -> int:
+    return -1 if version is None else version
+
+
+def _timeline_part(store: Any, pairs: list[Pair], interface: str | None, since: float, data: ReportData) -> None:
+    """p50/p95 per period of the TOP_SERIES most called interface versions since ``since``."""
+    totals: dict[tuple[str, int | None], int] = defaultdict(int)
+    for name, version, _, _, _, recent, _ in pairs:
+        if recent:
+            totals[(name, version)] += recent
+    ranked = sorted(totals, key=lambda k: (-totals[k], k[0], _order(k[1])))
+    data.calls = sum(totals.values())
+    data.hidden_series = max(0, len(ranked) - TOP_SERIES)
+    chosen = ranked[:TOP_SERIES]
     period = data.period
-    groups: dict[tuple[str, int | None], dict[int, dict[int, list[Any]]]] = defaultdict(lambda: defaultdict(dict))
+    # (interface, version) -> period -> bucket -> [calls, longest]
+    groups: dict[tuple[str, int | None], dict[int, dict[int, list[Any]]]] = {k: defaultdict(dict) for k in chosen}
     if isinstance(store, DatabaseStore):
-        clauses: list[str] = ["hour >= ?"]
-        params: list[Any] = [int(since // HOUR)]
-        if interface is not None:
-            clauses.append("interface = ?")
-            params.append(interface)
-        for name, version, slot_of_time, bucket, calls, errors, longest in store.db._execute(
-            "SELECT interface, version, hour / ?, bucket, sum(calls), sum(errors), max(max_duration)"
-            f" FROM taskcatalog_call_stats WHERE {' AND '.join(clauses)} GROUP BY 1, 2, 3, 4",
-            [period // HOUR, *params],
-        ):
-            groups[(name, None if version == 0 else version)][slot_of_time][bucket] = [calls, errors, longest]
+        for name, version in chosen:
+            # A range of the primary key (interface, version, ...): only this series' rows are read.
+            for slot_of_time, bucket, calls, longest in store.db._execute(
+                "SELECT hour / ?, bucket, sum(calls), max(max_duration) FROM taskcatalog_call_stats"
+                " WHERE interface = ? AND version = ? AND hour >= ? GROUP BY 1, 2",
+                [period // HOUR, name, 0 if version is None else version, int(since // HOUR)],
+            ):
+                groups[(name, version)][slot_of_time][bucket] = [calls, longest]
     else:
         from .records import bucket_of
 
         for row in store._rows(interface, None, since):
-            cell = groups[(row[3], row[4])][int(row[6] // period)].setdefault(bucket_of(row[7]), [0, 0, 0.0])
+            series = groups.get((row[3], row[4]))
+            if series is None:
+                continue
+            cell = series[int(row[6] // period)].setdefault(bucket_of(row[7]), [0, 0.0])
             cell[0] += 1
-            cell[1] += row[8] == "error"
-            cell[2] = max(cell[2], row[7])
-    series = []
+            cell[1] = max(cell[1], row[7])
+    found = []
     for (name, version), slots in groups.items():
         points = []
-        total = 0
         for slot_of_time in sorted(slots):
             buckets = slots[slot_of_time]
             calls = sum(c[0] for c in buckets.values())
-            longest = max(c[2] for c in buckets.values())
+            longest = max(c[1] for c in buckets.values())
             p50, p95 = percentiles([(b, c[0]) for b, c in buckets.items()], longest)
             points.append((float(slot_of_time * period), p50, p95, calls))
-            total += calls
-        series.append(Series(name, version, points, total))
-    series.sort(key=lambda s: (-s.calls, s.interface, -1 if s.version is None else s.version))
-    data.calls = sum(s.calls for s in series)
-    data.hidden_series = max(0, len(series) - TOP_SERIES)
-    data.series = sorted(series[:TOP_SERIES], key=lambda s: (s.interface, -1 if s.version is None else s.version))
+        found.append(Series(name, version, points, totals[(name, version)]))
+    data.series = sorted(found, key=lambda s: (s.interface, _order(s.version)))
 
 
-def _errors_part(store: Any, interface: str | None, since: float, data: ReportData) -> None:
-    if isinstance(store, DatabaseStore):
-        clauses: list[str] = ["hour >= ?"]
-        params: list[Any] = [int(since // HOUR)]
-        if interface is not None:
-            clauses.append("interface = ?")
-            params.append(interface)
-        rows = store.db._execute(
-            "SELECT interface, customer, sum(calls), sum(errors) FROM taskcatalog_call_stats"
-            f" WHERE {' AND '.join(clauses)} GROUP BY 1, 2 HAVING sum(errors) > 0"
-            " ORDER BY CAST(sum(errors) AS REAL) / sum(calls) DESC, sum(errors) DESC LIMIT ?",
-            [*params, TOP_ERRORS],
-        )
-        data.errors = [ErrorRate(n, None if c == "" else c, calls, errors) for n, c, calls, errors in rows]
-        return
+def _errors_part(pairs: list[Pair], data: ReportData) -> None:
     totals: dict[tuple[str, str | None], list[int]] = defaultdict(lambda: [0, 0])
-    for stats in store.stats(interface, None, since):
-        cell = totals[(stats.interface, stats.customer)]
-        cell[0] += stats.calls
-        cell[1] += stats.errors
+    for name, _, customer, _, _, recent, errors in pairs:
+        cell = totals[(name, customer)]
+        cell[0] += recent
+        cell[1] += errors
     found = [ErrorRate(n, c, calls, errors) for (n, c), (calls, errors) in totals.items() if errors]
-    data.errors = sorted(found, key=lambda e: (-e.rate, -e.errors))[:TOP_ERRORS]
+    data.errors = sorted(found, key=lambda e: (-e.rate, -e.errors, e.interface, e.customer or ""))[:TOP_ERRORS]
+
+
+# The plugin runs of the newest batches, summed per (process, call key, plugin key)
+# in SQL, then named through the keys' primary keys. CROSS JOIN fixes the order:
+# left to itself, SQLite reads every key of the process for every record.
+_PLUGIN_RUNS = """
+SELECT k.interface, pk.slot, pk.plugin, sum(r.runs), sum(r.total) * 1e-9, max(r.longest) * 1e-9
+FROM (
+    SELECT b.process AS process, json_extract(j.value, '$[1]') AS call_key, json_extract(s.value, '$[0]') AS plugin_key,
+           count(*) AS runs, sum(json_extract(s.value, '$[2]')) AS total, max(json_extract(s.value, '$[2]')) AS longest
+    FROM taskcatalog_call_batches AS b CROSS JOIN json_each(b.records) AS j CROSS JOIN json_each(j.value, '$[8]') AS s
+    WHERE b.id >= ? AND b.latest >= ?
+    GROUP BY 1, 2, 3
+) AS r
+CROSS JOIN taskcatalog_call_keys AS k ON k.process = r.process AND k.key = r.call_key
+CROSS JOIN taskcatalog_plugin_keys AS pk ON pk.process = r.process AND pk.key = r.plugin_key
+{where}
+GROUP BY 1, 2, 3
+"""
+# The oldest batch among the newest holding PLUGIN_WINDOW calls (a running sum, newest first).
+_WINDOW_START = """
+SELECT coalesce(max(id), 0) FROM (
+    SELECT id, sum(calls) OVER (ORDER BY id DESC ROWS UNBOUNDED PRECEDING) AS seen
+    FROM taskcatalog_call_batches WHERE latest >= ? ORDER BY id DESC LIMIT ?
+) WHERE seen >= ?
+"""
 
 
 def _plugins_part(store: Any, interface: str | None, since: float, data: ReportData) -> None:
-    runs: dict[tuple[str, Any, str], list[float]] = defaultdict(list)
     if isinstance(store, DatabaseStore):
         db = store.db
-        newest = db._execute(
-            "SELECT id, calls FROM taskcatalog_call_batches WHERE latest >= ? ORDER BY id DESC", (since,)
-        )
-        chosen, count = [], 0
-        for batch_id, calls in newest:
-            if count >= PLUGIN_WINDOW:
-                break
-            chosen.append(batch_id)
-            count += calls
-        if chosen:
-            marks = ", ".join("?" * len(chosen))
-            for name, slot, plugin, duration in db._execute(
-                "SELECT k.interface, pk.slot, pk.plugin, json_extract(s.value, '$[2]') * 1e-9"
-                " FROM taskcatalog_call_batches AS b, json_each(b.records) AS j,"
-                " json_each(json_extract(j.value, '$[8]')) AS s"
-                " JOIN taskcatalog_call_keys AS k ON k.process = b.process AND k.key = json_extract(j.value, '$[1]')"
-                " JOIN taskcatalog_plugin_keys AS pk ON pk.process = b.process AND pk.key = json_extract(s.value, '$[0]')"
-                f" WHERE b.id IN ({marks})", chosen,
-            ):
-                if interface is None or name == interface:
-                    runs[(name, slot, plugin)].append(duration)
+        first = db._execute(_WINDOW_START, (since, PLUGIN_WINDOW, PLUGIN_WINDOW))[0][0]
+        where, params = ("", []) if interface is None else ("WHERE k.interface = ?", [interface])
+        rows = db._execute(_PLUGIN_RUNS.format(where=where), [first, since, *params])
+        timings = [PluginTiming(n, s, p, runs, total / runs, longest) for n, s, p, runs, total, longest in rows]
     else:
+        runs: dict[tuple[str, Any, str], list[float]] = defaultdict(list)
         names = store.buffers.span_keys.values
         for row in store._rows(interface, None, since)[-PLUGIN_WINDOW:]:
             for key, _, nanoseconds in row[11]:
                 slot, plugin = names[key]
                 runs[(row[3], slot, plugin)].append(nanoseconds * 1e-9)
-    timings = [PluginTiming(n, s, p, len(d), math.fsum(d) / len(d), max(d)) for (n, s, p), d in runs.items()]
+        timings = [PluginTiming(n, s, p, len(d), math.fsum(d) / len(d), max(d)) for (n, s, p), d in runs.items()]
     data.plugins = sorted(timings, key=lambda t: (-t.mean, t.interface, t.plugin))[:TOP_PLUGINS]
 
 
 def _batches_part(catalog: Catalog, interface: str | None, data: ReportData) -> None:
     if catalog.database is None:
         return
-    for batch in catalog.batches.list()[: TOP_BATCHES * 4]:
-        if interface is not None and batch.interface != interface:
-            continue
+    batches = catalog.batches
+    where, params = ("", []) if interface is None else (" WHERE interface = ?", [interface])
+    newest = catalog.database._execute(
+        f"SELECT id FROM taskcatalog_batches{where} ORDER BY id DESC LIMIT ?", [*params, TOP_BATCHES]
+    )
+    for (batch_id,) in newest:
+        batch = batches.get(batch_id)
         header = batch.to_dict()
-        counts = header["rows"]
+        counts = {status: count for status, count in header["rows"].items() if count}
         rate = None
         if header["executed_at"] and header["started_at"]:
             took = (dt.datetime.fromisoformat(header["executed_at"]) - dt.datetime.fromisoformat(header["started_at"]))
@@ -302,8 +332,6 @@ def _batches_part(catalog: Catalog, interface: str | None, data: ReportData) -> 
         failures = [(r.number, f"{r.error_type}: {r.error}") for r in batch.rows("error", 0, 5)]
         data.batches.append(BatchInfo(batch.id, batch.interface, batch.version, batch.customer, header["status"],
                                       batch.description, counts, batch.created_at, rate, failures))
-        if len(data.batches) >= TOP_BATCHES:
-            break
 
 
 def gather(
@@ -320,12 +348,14 @@ def gather(
     try:
         store = catalog._recorded_store()
     except CatalogError:
-        return data  # telemetry is off: the catalog part is all there is
-    data.recorded = True
-    _usage_part(store, interface, data, top_interfaces)
-    _timeline_part(store, interface, start, data)
-    _errors_part(store, interface, start, data)
-    _plugins_part(store, interface, start, data)
+        store = None  # telemetry is off: no calls to show (batches may still be in the database)
+    if store is not None:
+        data.recorded = True
+        pairs = _pairs(store, interface, start)
+        _usage_part(pairs, data, top_interfaces)
+        _timeline_part(store, pairs, interface, start, data)
+        _errors_part(pairs, data)
+        _plugins_part(store, interface, start, data)
     _batches_part(catalog, interface, data)
     return data
 

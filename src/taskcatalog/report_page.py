@@ -23,7 +23,7 @@ __all__ = ["render"]
 
 # Okabe-Ito: blue, orange, bluish green, vermillion, reddish purple, sky blue, grey.
 BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, GREY = "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#999999"
-OUTCOME_COLOURS = {"ok": GREEN, "error": VERMILLION, "skipped": GREY, "pending": SKY, "running": ORANGE}
+OUTCOME_COLOURS = {"ok": GREEN, "error": VERMILLION, "skipped": GREY, "pending": SKY}
 
 _CSS = """
 :root { --fg: #1b1b1b; --bg: #ffffff; --muted: #5f5f5f; --line: #d0d0d0; --panel: #f5f5f5; --grid: #e6e6e6; }
@@ -40,18 +40,25 @@ nav a { margin-right: 1rem; color: inherit; }
 table { border-collapse: collapse; margin: .4rem 0 1rem; font-size: .88rem; }
 th, td { border-bottom: 1px solid var(--line); padding: .2rem .6rem; text-align: left; vertical-align: top; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+#catalog td:nth-child(-n+2), #catalog td:last-child { white-space: nowrap; }
 details { margin: .2rem 0 1rem; } summary { cursor: pointer; color: var(--muted); font-size: .9rem; }
 .empty { padding: .8rem 1rem; background: var(--panel); border-radius: 6px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: .8rem 1.2rem; }
 svg { display: block; max-width: 100%; height: auto; font: 11px system-ui, sans-serif; }
 svg text { fill: var(--fg); } svg .axis { stroke: var(--muted); } svg .gridline { stroke: var(--grid); }
-svg .muted { fill: var(--muted); } svg text.on-dark { fill: #ffffff; }
+svg .muted { fill: var(--muted); }
+svg .r0, .legend .r0 { fill: #0072B2; background: #0072B2; } svg .r1, .legend .r1 { fill: rgba(0, 114, 178, .7); background: rgba(0, 114, 178, .7); }
+svg .r2, .legend .r2 { fill: rgba(0, 114, 178, .45); background: rgba(0, 114, 178, .45); }
+svg .r3, .legend .r3 { fill: rgba(0, 114, 178, .18); background: rgba(0, 114, 178, .18); }
+svg text.on-r0, svg text.on-r1, svg text.on-r2 { fill: #ffffff; }
+@media (prefers-color-scheme: dark) { svg .r3, .legend .r3 { fill: rgba(86, 180, 233, .3); background: rgba(86, 180, 233, .3); } }
 .legend span { display: inline-block; margin-right: 1rem; font-size: .85rem; }
 .legend i { display: inline-block; width: .8rem; height: .8rem; margin-right: .3rem; vertical-align: -1px; border-radius: 2px; }
 .problem { font-family: ui-monospace, monospace; font-size: .85rem; }
 @media print {
   body { max-width: none; padding: 0; font-size: 11px; } nav { display: none; }
   details { display: block; } details > summary { display: none; }
+  * { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
   section, figure { break-inside: avoid; }
 }
 """
@@ -61,9 +68,22 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _ms(seconds: float) -> str:
-    ms = seconds * 1e3
-    return f"{ms:.3g}" if ms < 1000 else f"{ms:,.0f}"
+def _unit(longest: float) -> tuple[str, float]:
+    """The unit that shows durations up to ``longest`` seconds with readable ticks: (name, per second)."""
+    if longest < 1e-3:
+        return "µs", 1e6
+    if longest < 10.0:
+        return "ms", 1e3
+    return "s", 1.0
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
+
+
+def _clip(text: str, limit: int = 46) -> str:
+    """A chart label short enough for its margin; the whole text is in the tooltip and the table."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _when(moment: float | dt.datetime | None) -> str:
@@ -94,6 +114,29 @@ def _nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
         value += step
         ticks.append(round(value, 12))
     return ticks
+
+
+def _date_ticks(start: dt.date, end: dt.date) -> list[tuple[dt.date, str]]:
+    """Calendar ticks within [start, end]: first days of years, of months, or weeks, at most about seven."""
+    days = (end - start).days
+    if days > 3 * 365:
+        step = next(s for s in (1, 2, 5, 10, 20, 50) if days / 365 / s <= 7)
+        first = (start.year // step + 1) * step
+        return [(dt.date(y, 1, 1), str(y)) for y in range(first, end.year + 1, step)]
+    if days > 90:
+        step = next(s for s in (1, 2, 3, 6, 12) if days / 30.4 / s <= 7)
+        found = []
+        month = start.year * 12 + start.month  # the month after start's: months count from 0
+        while True:
+            if month % step == 0:
+                day = dt.date(month // 12, month % 12 + 1, 1)
+                if day > end:
+                    break
+                found.append((day, day.strftime("%Y-%m")))
+            month += 1
+        return found
+    step = 7 if days > 14 else 1
+    return [(start + dt.timedelta(days=d), (start + dt.timedelta(days=d)).isoformat()) for d in range(0, days + 1, step)]
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[bool] | None = None,
@@ -134,7 +177,7 @@ def _catalog(data: ReportData) -> str:
     for info in data.interfaces:
         origin = info.distribution or "this project"
         if info.error:
-            rows.append([info.name, "does not load", info.error, origin])
+            rows.append([info.name, "-", f"does not load: {info.error}", "-", origin])
             continue
         for version in info.versions:
             state = "retired" if version.retired else ("deprecated" if version.deprecated else "current")
@@ -162,7 +205,7 @@ def _sunsets(data: ReportData) -> str:
     today = data.generated_at.date()
     start = min([today, *(m[2] for m in marks)])
     end = max([today, *(m[2] for m in marks)])
-    span = max((end - start).days, 30)
+    span = max((end - start).days * 21 // 20, 30)  # a little room after the last sunset
     width, left, right, row_h = 900, 170, 30, 22
     height = 40 + row_h * len(marks) + 30
     scale = (width - left - right) / span
@@ -171,9 +214,10 @@ def _sunsets(data: ReportData) -> str:
         return left + (day - start).days * scale
 
     body = [f'<line class="axis" x1="{left}" x2="{width - right}" y1="{height - 30}" y2="{height - 30}"/>']
-    for tick in range(0, span + 1, max(1, span // 6)):
-        day = start + dt.timedelta(days=tick)
-        body.append(f'<text x="{x(day):.1f}" y="{height - 12}" text-anchor="middle" class="muted">{day.isoformat()}</text>')
+    end = start + dt.timedelta(days=span)
+    for day, label in _date_ticks(start, end):
+        body.append(f'<line class="gridline" x1="{x(day):.1f}" x2="{x(day):.1f}" y1="30" y2="{height - 30}"/>'
+                    f'<text x="{x(day):.1f}" y="{height - 12}" text-anchor="middle" class="muted">{label}</text>')
     body.append(f'<line class="gridline" x1="{x(today):.1f}" x2="{x(today):.1f}" y1="20" y2="{height - 30}"/>'
                 f'<text x="{x(today):.1f}" y="14" text-anchor="middle">today</text>')
     rows = []
@@ -196,27 +240,46 @@ def _sunsets(data: ReportData) -> str:
 # -- usage ------------------------------------------------------------------------------------
 
 
-def _recency_colour(age: float) -> tuple[str, float]:
-    """Fill and opacity for a pair last called ``age`` seconds ago: darker is more recent."""
-    for limit, opacity in ((DAY, 1.0), (7 * DAY, 0.7), (30 * DAY, 0.45)):
-        if age <= limit:
-            return BLUE, opacity
-    return BLUE, 0.18
+# Recency classes of the usage grid: (newest age in seconds, class, legend).
+_RECENCY = ((DAY, "r0", "within a day"), (7 * DAY, "r1", "within a week"), (30 * DAY, "r2", "within 30 days"),
+            (math.inf, "r3", "longer ago"))
+
+
+def _recency(age: float) -> str:
+    """The class of a pair last called ``age`` seconds ago: darker is more recent."""
+    return next(name for limit, name, _ in _RECENCY if age <= limit)
+
+
+def _version(version: object) -> str:
+    return "(unresolved)" if version is None else f"v{version}"
+
+
+def _duration(seconds: float) -> str:
+    """A duration with its unit, three significant digits: 385 ns, 12.3 ms, 1.5 s."""
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.3g} ns"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.3g} µs"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:,.3g} s" if seconds < 1000 else f"{seconds:,.0f} s"
 
 
 def _usage(data: ReportData) -> str:
     if not data.recorded:
-        return _empty("telemetry is off for this catalog (telemetry = false): no calls were recorded")
+        return _empty("telemetry is off for this catalog (telemetry = false in taskcatalog.toml, or "
+                      "Catalog(..., telemetry=False)): no calls are recorded")
     if not data.usage:
-        return _empty("no calls recorded yet: calls are recorded when the catalog has a database "
-                      "([catalog] database in taskcatalog.toml); call an interface, then open the report again")
+        if data.database is None:
+            return _empty("no calls recorded yet: without a database only this process's calls are kept, in memory; "
+                          "give the catalog a database ([catalog] database in taskcatalog.toml, or "
+                          "Catalog(..., database=...)) to record the calls of every process")
+        return _empty(f"no calls recorded yet in {data.database}: every call made through a catalog with this "
+                      "database is recorded there; make some calls, then make the report again")
     now = data.generated_at.timestamp()
-    parts = ['<p class="legend">last called: '
-             f'<span><i style="background:{BLUE};opacity:1"></i>within a day</span>'
-             f'<span><i style="background:{BLUE};opacity:.7"></i>within a week</span>'
-             f'<span><i style="background:{BLUE};opacity:.45"></i>within 30 days</span>'
-             f'<span><i style="background:{BLUE};opacity:.18"></i>longer ago</span>'
-             '<span>(the number is the count of calls; an empty cell: never called)</span></p>']
+    parts = ['<p class="legend">last called: ' + "".join(
+        f'<span><i class="{name}"></i>{label}</span>' for _, name, label in _RECENCY)
+        + '<span>(the number in a cell counts the calls; no cell: never called)</span></p>']
     if data.hidden_interfaces:
         parts.append(f"<p class=note>{data.hidden_interfaces} less used interface(s) not shown; "
                      "use --interface NAME for one of them.</p>")
@@ -226,35 +289,35 @@ def _usage(data: ReportData) -> str:
         height = top + cell_h * len(grid.customers) + 8
         body = []
         for column, version in enumerate(grid.versions):
-            body.append(f'<text x="{left + column * cell_w + cell_w / 2}" y="{top - 10}" text-anchor="middle">'
-                        f'{"v" + str(version) if version is not None else "(unresolved)"}</text>')
+            body.append(f'<text x="{left + column * cell_w + cell_w // 2}" y="{top - 10}" text-anchor="middle">'
+                        f'{_e(_version(version))}</text>')
         rows = []
         for row, customer in enumerate(grid.customers):
             y = top + row * cell_h
             name = customer if customer is not None else "(no customer)"
-            body.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end">{_e(name)}</text>')
+            body.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end">{_e(_clip(name, 26))}</text>')
             for column, version in enumerate(grid.versions):
                 cell = grid.cells.get((customer, version))
                 if cell is None:
                     continue
                 calls, last = cell
-                fill, opacity = _recency_colour(now - last)
+                shade = _recency(now - last)
                 x = left + column * cell_w
-                on_dark = ' class="on-dark"' if opacity >= 0.45 else ""
                 body.append(
-                    f'<rect class="mark" x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" height="{cell_h - 2}" rx="2" '
-                    f'fill="{fill}" fill-opacity="{opacity}"><title>{_e(name)}, {_e(grid.interface)} v{version}: '
-                    f'{calls} call(s), last {_when(last)}</title></rect>'
-                    f'<text x="{x + cell_w / 2}" y="{y + 14}" text-anchor="middle"{on_dark}>{calls:,}</text>'
+                    f'<rect class="mark {shade}" x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" height="{cell_h - 2}" rx="2">'
+                    f'<title>{_e(name)}, {_e(grid.interface)} {_e(_version(version))}: {_plural(calls, "call")}, '
+                    f'last {_when(last)}</title></rect>'
+                    f'<text x="{x + cell_w // 2}" y="{y + 14}" text-anchor="middle" class="on-{shade}">{calls:,}</text>'
                 )
-                rows.append([name, f"v{version}" if version is not None else "-", calls, _when(last), _ago(now - last)])
+                rows.append([name, _version(version), calls, _when(last), _ago(now - last)])
         chart_id = f"usage-{index}"
         desc = (f"{grid.interface}: calls per customer and version, {len(grid.customers)} customer(s) x "
                 f"{len(grid.versions)} version(s), shaded by how recently each pair was called.")
         more = f" ({grid.hidden_customers} more customer(s) not shown)" if grid.hidden_customers else ""
         parts.append(f"<figure><h3>{_e(grid.interface)}</h3>"
                      + _svg(chart_id, width, height, f"Usage of {grid.interface}", desc, "".join(body))
-                     + f"<figcaption>customers x versions{_e(more)}</figcaption>"
+                     + f"<figcaption>customers x versions, {_plural(sum(c for c, _ in grid.cells.values()), 'call')}"
+                     f"{_e(more)}</figcaption>"
                      + _numbers(_table(["customer", "version", "calls", "last call", ""], rows, [False, False, True, False, False]))
                      + "</figure>")
     return "".join(parts)
@@ -266,106 +329,129 @@ def _usage(data: ReportData) -> str:
 def _small_multiple(index: int, series: Series, start: float, end: float) -> str:
     width, height, left, right, top, bottom = 360, 170, 46, 10, 24, 30
     values = [v for _, p50, p95, _ in series.points for v in (p50, p95)]
-    ticks = _nice_ticks(0.0, max(values) * 1e3 * 1.05 if values else 1.0)
-    top_value = ticks[-1] / 1e3
+    unit, factor = _unit(max(values, default=0.0) * 1.05)
+    ticks = _nice_ticks(0.0, max(values) * factor * 1.05 if values and max(values) > 0 else 1.0)
+    top_value = ticks[-1]
     span = max(end - start, 1.0)
+    name = f"{series.interface} {_version(series.version)}"
 
     def x(t: float) -> float:
         return left + (t - start) / span * (width - left - right)
 
     def y(seconds: float) -> float:
-        return top + (1 - seconds / top_value) * (height - top - bottom)
+        return top + (1 - seconds * factor / top_value) * (height - top - bottom)
 
-    body = [f'<text x="{left}" y="14">{_e(series.interface)} v{series.version if series.version is not None else "?"}'
-            f' <tspan class="muted">({series.calls:,} calls)</tspan></text>']
+    body = [f'<text x="{left}" y="14">{_e(_clip(name, 38))} <tspan class="muted">({_plural(series.calls, "call")})'
+            '</tspan></text>']
     for tick in ticks:
-        body.append(f'<line class="gridline" x1="{left}" x2="{width - right}" y1="{y(tick / 1e3):.1f}" y2="{y(tick / 1e3):.1f}"/>'
-                    f'<text x="{left - 4}" y="{y(tick / 1e3) + 4:.1f}" text-anchor="end" class="muted">{tick:g}</text>')
-    body.append(f'<text x="10" y="{(top + height - bottom) / 2}" transform="rotate(-90 10 {(top + height - bottom) / 2})" '
-                f'text-anchor="middle" class="muted">ms</text>')
+        at = top + (1 - tick / top_value) * (height - top - bottom)
+        body.append(f'<line class="gridline" x1="{left}" x2="{width - right}" y1="{at:.1f}" y2="{at:.1f}"/>'
+                    f'<text x="{left - 4}" y="{at + 4:.1f}" text-anchor="end" class="muted">{tick:g}</text>')
+    middle = (top + height - bottom) / 2
+    body.append(f'<text x="10" y="{middle}" transform="rotate(-90 10 {middle})" text-anchor="middle" class="muted">'
+                f'{unit}</text>')
     for fraction, anchor in ((0.0, "start"), (0.5, "middle"), (1.0, "end")):
         moment = start + fraction * span
         body.append(f'<text x="{x(moment):.1f}" y="{height - 10}" text-anchor="{anchor}" class="muted">'
                     f'{utc(moment).strftime("%m-%d %H:%M" if span <= 3 * DAY else "%Y-%m-%d")}</text>')
     body.append(f'<line class="axis" x1="{left}" x2="{width - right}" y1="{height - bottom}" y2="{height - bottom}"/>')
-    for position, colour, name in ((1, BLUE, "p50"), (2, ORANGE, "p95")):
-        points = " ".join(f"{x(p[0]):.1f},{y(p[position]):.1f}" for p in series.points)
+    for position, colour, quantile in ((1, BLUE, "p50"), (2, ORANGE, "p95")):
         if len(series.points) == 1:  # one period: a dot says more than a line of no length
             t, value = series.points[0][0], series.points[0][position]
-            body.append(f'<circle class="mark" cx="{x(t):.1f}" cy="{y(value):.1f}" r="3" fill="{colour}"><title>{name}</title></circle>')
+            body.append(f'<circle class="mark" cx="{x(t):.1f}" cy="{y(value):.1f}" r="3" fill="{colour}">'
+                        f'<title>{quantile} {_duration(value)}</title></circle>')
         else:
+            points = " ".join(f"{x(p[0]):.1f},{y(p[position]):.1f}" for p in series.points)
             body.append(f'<polyline class="mark" points="{points}" fill="none" stroke="{colour}" stroke-width="2">'
-                        f'<title>{name}</title></polyline>')
-    desc = (f"p50 and p95 latency in milliseconds of {series.interface} v{series.version} per period, "
-            f"{len(series.points)} period(s), {series.calls} calls.")
-    return _svg(f"latency-{index}", width, height, f"Latency of {series.interface} v{series.version}", desc, "".join(body))
+                        f'<title>{quantile}</title></polyline>')
+    desc = (f"p50 and p95 latency in {unit} of {name} per period, "
+            f"{len(series.points)} period(s), {_plural(series.calls, 'call')}.")
+    return _svg(f"latency-{index}", width, height, f"Latency of {name}", desc, "".join(body))
+
+
+def _no_calls(data: ReportData) -> str:
+    """Why a chart of calls since ``since`` is empty, and what to do."""
+    if not data.recorded:
+        return "telemetry is off for this catalog: no calls are recorded"
+    if data.usage:
+        return f"no calls since {_when(data.since)}: use --since to look further back"
+    return "no calls recorded yet (see Usage above)"
 
 
 def _latency(data: ReportData) -> str:
     if not data.series:
-        return _empty("no calls recorded in this period: calls are recorded when the catalog has a database")
+        return _empty(_no_calls(data))
     start, end = data.since.timestamp(), data.generated_at.timestamp()
     unit = "hour" if data.period < DAY else "day"
     parts = [f'<p class="legend"><span><i style="background:{BLUE}"></i>p50</span>'
              f'<span><i style="background:{ORANGE}"></i>p95</span>'
-             f"<span>per {unit}, milliseconds; every chart spans the same time, {_when(start)} to {_when(end)}</span></p>"]
+             f"<span>per {unit}; every chart spans the same time, {_when(start)} to {_when(end)}, "
+             "on a latency scale of its own (unit on its axis)</span></p>"]
     if data.hidden_series:
         parts.append(f"<p class=note>the {len(data.series)} most called interface versions are shown; "
-                     f"{data.hidden_series} more are in the aggregates (use --interface NAME).</p>")
+                     f"{data.hidden_series} more were called in this period (use --interface NAME).</p>")
     parts.append('<div class="grid">' + "".join(_small_multiple(i, s, start, end) for i, s in enumerate(data.series)) + "</div>")
-    rows = [[s.interface, s.version, _when(t), calls, _ms(p50), _ms(p95)] for s in data.series for t, p50, p95, calls in s.points]
-    parts.append(_numbers(_table(["interface", "version", f"{unit} from", "calls", "p50 ms", "p95 ms"], rows,
-                                 [False, True, False, True, True, True])))
+    rows = [[s.interface, _version(s.version), _when(t), calls, _duration(p50), _duration(p95)]
+            for s in data.series for t, p50, p95, calls in s.points]
+    parts.append(_numbers(_table(["interface", "version", f"{unit} from", "calls", "p50", "p95"], rows,
+                                 [False, False, False, True, True, True])))
     return "".join(parts)
 
 
 def _bars(chart_id: str, title: str, desc: str, labels: list[str], values: list[float], unit: str,
-          colour: str, extra: list[str] | None = None) -> str:
+          colour: str, notes: list[str], limit: float | None = None) -> str:
+    """Horizontal bars, one per label, on a scale from 0 (up to ``limit`` at most) in ``unit``."""
     width, left, right, row_h, top = 900, 300, 190, 20, 10
     height = top + row_h * len(labels) + 44
-    high = _nice_ticks(0.0, max(values) * 1.05 if values and max(values) > 0 else 1.0)
-    top_value = high[-1]
+    high = max(values, default=0.0) * 1.05
+    if limit is not None:
+        high = min(high, limit)
+    ticks = _nice_ticks(0.0, high if high > 0 else 1.0)
+    top_value = ticks[-1]
 
     def x(value: float) -> float:
         return left + value / top_value * (width - left - right)
 
     body = []
-    for tick in high:
+    for tick in ticks:
         body.append(f'<line class="gridline" x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top}" y2="{height - 44}"/>'
                     f'<text x="{x(tick):.1f}" y="{height - 28}" text-anchor="middle" class="muted">{tick:g}</text>')
     body.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 8}" text-anchor="middle" class="muted">{_e(unit)}</text>')
-    for index, (label, value) in enumerate(zip(labels, values)):
+    for index, (label, value, note) in enumerate(zip(labels, values, notes)):
         y = top + index * row_h
-        body.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end">{_e(label)}</text>'
+        body.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end">{_e(_clip(label))}</text>'
                     f'<rect class="mark" x="{left}" y="{y + 3}" width="{max(x(value) - left, 1):.1f}" height="{row_h - 6}" '
-                    f'fill="{colour}"><title>{_e(label)}: {value:g} {_e(unit)}</title></rect>'
-                    f'<text x="{x(value) + 4:.1f}" y="{y + 14}" class="muted">{_e(extra[index]) if extra else f"{value:g}"}</text>')
+                    f'fill="{colour}"><title>{_e(label)}: {_e(note)}</title></rect>'
+                    f'<text x="{x(value) + 4:.1f}" y="{y + 14}" class="muted">{_e(note)}</text>')
     return _svg(chart_id, width, height, title, desc, "".join(body))
 
 
 def _errors(data: ReportData) -> str:
     if not data.errors:
-        return _empty("no failed calls in this period" if data.series else
-                      "no calls recorded in this period: calls are recorded when the catalog has a database")
+        return _empty(f"no failed calls since {_when(data.since)}" if data.series else _no_calls(data))
     labels = [f"{e.interface} / {e.customer or '(no customer)'}" for e in data.errors]
-    values = [round(e.rate * 100, 2) for e in data.errors]
+    values = [e.rate * 100 for e in data.errors]
     chart = _bars("errors", "Error rate per interface and customer",
-                  f"Share of calls that failed, for the {len(labels)} pairs with the highest rate.",
-                  labels, values, "% failed", VERMILLION, [f"{e.rate:.1%} ({e.errors:,} of {e.calls:,})" for e in data.errors])
+                  f"Share of calls that failed since {_when(data.since)}, for the {len(labels)} interface and "
+                  "customer pairs with the highest rate.", labels, values, "% of calls failed", VERMILLION,
+                  [f"{e.rate:.1%} ({e.errors:,} of {e.calls:,})" for e in data.errors], limit=100.0)
     rows = [[e.interface, e.customer or "-", e.calls, e.errors, f"{e.rate:.2%}"] for e in data.errors]
     return chart + _numbers(_table(["interface", "customer", "calls", "errors", "rate"], rows, [False, False, True, True, True]))
 
 
 def _plugins(data: ReportData) -> str:
     if not data.plugins:
-        return _empty("no plugin runs recorded in this period")
+        if data.series:
+            return _empty(f"no plugin ran in the calls recorded since {_when(data.since)}")
+        return _empty(_no_calls(data))
     labels = [f"{p.plugin} ({p.interface}, slot {p.slot!r})" for p in data.plugins]
-    values = [round(p.mean * 1e3, 4) for p in data.plugins]
-    chart = _bars("plugins", "Slowest plugins", f"Mean run time in milliseconds of the {len(labels)} slowest plugins "
-                  "among the newest recorded calls.", labels, values, "ms, mean", PURPLE,
-                  [f"{_ms(p.mean)} ms mean, {_ms(p.longest)} max, {p.runs:,} runs" for p in data.plugins])
-    rows = [[p.interface, repr(p.slot), p.plugin, p.runs, _ms(p.mean), _ms(p.longest)] for p in data.plugins]
-    return chart + _numbers(_table(["interface", "slot", "plugin", "runs", "mean ms", "max ms"], rows,
+    unit, factor = _unit(max(p.mean for p in data.plugins) * 1.05)
+    values = [p.mean * factor for p in data.plugins]
+    chart = _bars("plugins", "Slowest plugins", f"Mean run time in {unit} of the {len(labels)} slowest plugins "
+                  "among the newest recorded calls.", labels, values, f"{unit}, mean run time", PURPLE,
+                  [f"{_duration(p.mean)} mean, {_duration(p.longest)} max, {_plural(p.runs, 'run')}" for p in data.plugins])
+    rows = [[p.interface, repr(p.slot), p.plugin, p.runs, _duration(p.mean), _duration(p.longest)] for p in data.plugins]
+    return chart + _numbers(_table(["interface", "slot", "plugin", "runs", "mean", "max"], rows,
                                    [False, False, False, True, True, True]))
 
 
@@ -374,9 +460,11 @@ def _plugins(data: ReportData) -> str:
 
 def _batches(data: ReportData) -> str:
     if data.database is None:
-        return _empty("batches live in the catalog database: this catalog has none")
+        return _empty("batches live in the catalog database: this catalog has none "
+                      "([catalog] database in taskcatalog.toml, or Catalog(..., database=...))")
     if not data.batches:
-        return _empty("no batches yet: 'taskcatalog batch create ...' prepares one")
+        which = f" of {data.interface}" if data.interface else ""
+        return _empty(f"no batches{which} yet: 'taskcatalog batch create ...' (or catalog.batches.create) prepares one")
     width, left, right, row_h, top = 900, 300, 20, 22, 10
     height = top + row_h * len(data.batches) + 10
     body = []
@@ -384,15 +472,15 @@ def _batches(data: ReportData) -> str:
         y = top + index * row_h
         total = max(sum(batch.counts.values()), 1)
         label = f"#{batch.id} {batch.interface} v{batch.version} {batch.customer or ''} ({batch.status})"
-        body.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end">{_e(label)}</text>')
+        body.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end">{_e(_clip(label))}</text>')
         x = float(left)
-        for outcome in ("ok", "error", "skipped", "running", "pending"):
-            count = batch.counts.get(outcome, 0)
-            if not count:
-                continue
+        known = [o for o in OUTCOME_COLOURS if batch.counts.get(o)]
+        for outcome in known + sorted(o for o in batch.counts if o not in OUTCOME_COLOURS and batch.counts[o]):
+            count = batch.counts[outcome]
             w = count / total * (width - left - right)
             body.append(f'<rect class="mark" x="{x:.1f}" y="{y + 3}" width="{max(w, 1):.1f}" height="{row_h - 6}" '
-                        f'fill="{OUTCOME_COLOURS[outcome]}"><title>{_e(label)}: {count:,} {outcome}</title></rect>')
+                        f'fill="{OUTCOME_COLOURS.get(outcome, PURPLE)}"><title>{_e(label)}: {count:,} {_e(outcome)}'
+                        '</title></rect>')
             x += w
     legend = '<p class="legend">' + "".join(
         f'<span><i style="background:{c}"></i>{o}</span>' for o, c in OUTCOME_COLOURS.items()) + "</p>"

@@ -222,6 +222,8 @@ def _add_report(parser: argparse.ArgumentParser) -> None:
 
 def run_report(session: Session) -> int:
     args = session.args
+    if os.path.isdir(args.out):
+        raise Failure(f"--out {args.out} is a folder: name the file to write")
     path = session.catalog.report(args.out, args.since, args.interface)
     if session.json:
         session.emit({"report": os.path.abspath(path), "bytes": os.path.getsize(path)})
