@@ -313,6 +313,13 @@ def test_batches_need_a_catalog_database(layout):
 # -- rows checked when added -------------------------------------------------------------
 
 
+def deeply_nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("row", "reason"),
     [
@@ -321,7 +328,9 @@ def test_batches_need_a_catalog_database(layout):
         ({"n": 1, "ctx": 2}, "unexpected keyword argument(s) 'ctx'"),
         ({"x": 1}, "unexpected keyword argument(s) 'x'; no value for required argument(s) 'n'"),
         ({"n": {1, 2}}, "its values cannot be stored as JSON (Object of type set is not JSON serializable)"),
-        ({"n": float("nan")}, "its values cannot be stored as JSON (Out of range float values are not JSON compliant)"),
+        ({"n": float("nan")}, "its values cannot be stored as JSON (NaN and infinite floats have no JSON form)"),
+        ({"n": float("-inf")}, "its values cannot be stored as JSON (NaN and infinite floats have no JSON form)"),
+        ({"n": deeply_nested(100_000)}, "its values cannot be stored as JSON (nested too deeply)"),
     ],
 )
 def test_a_row_the_entrypoint_cannot_take_stores_nothing(catalog, row, reason):

@@ -576,8 +576,12 @@ class Batches:
                 try:
                     encoded.append(_ENCODE(dict(row)))
                     continue
-                except (TypeError, ValueError, RecursionError) as exc:
+                except TypeError as exc:
                     problems.append(f"its values cannot be stored as JSON ({exc})")
+                except ValueError:  # the one json raises for floats, in words that change between Pythons
+                    problems.append("its values cannot be stored as JSON (NaN and infinite floats have no JSON form)")
+                except RecursionError:
+                    problems.append("its values cannot be stored as JSON (nested too deeply)")
             accepts = ", ".join([*entry["parameters"], *(["**kwargs"] if any_keyword else [])]) or "no arguments"
             raise ArgumentError(f"{where}: {'; '.join(problems)}; it accepts: {accepts}; nothing was stored",
                                 interface=interface, version=version, customer=customer)
