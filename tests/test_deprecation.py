@@ -146,3 +146,25 @@ def test_retired_version_is_not_a_missing_version(layout):
     catalog = layout.catalog()
     with pytest.raises(VersionNotFound, match="has no version 4; versions: 1, 2, 3"):
         catalog.call("old", 4, None)
+
+
+@pytest.mark.parametrize("how", ["-c", "stdin"])
+def test_a_deprecated_call_from_python_c_or_stdin_warns(layout, how):
+    """Code run by ``python -c`` or read from stdin has a ``__main__`` whose loader cannot give
+    its source: the warning still shows, at that code's line, and the call answers."""
+    import subprocess
+
+    from conftest import ROOT
+
+    layout.interface("old", VERSIONS.format(sunset="1999-01-01"))
+    code = (
+        "import warnings; warnings.simplefilter('always')\n"
+        "from taskcatalog import Catalog\n"
+        f"print(Catalog({str(layout.interfaces)!r}, []).call('old', 2, None))\n"
+    )
+    command = [sys.executable, "-c", code] if how == "-c" else [sys.executable, "-"]
+    process = subprocess.run(command, input=None if how == "-c" else code, capture_output=True, text=True,
+                             env={"PYTHONPATH": str(ROOT / "src")}, timeout=60)
+    assert (process.returncode, process.stdout) == (0, "2\n"), process.stderr
+    where = "<string>" if how == "-c" else "<stdin>"
+    assert f"{where}:3: DeprecationWarning: old v2 is deprecated (retired after 2999-12-31): use v3" in process.stderr

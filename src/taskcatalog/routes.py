@@ -220,6 +220,8 @@ class Route:
             warnings.warn(message, DeprecationWarning, stacklevel=2)
         else:
             module_globals = frame.f_globals
+            # No module_globals=: warn_explicit would ask the module's loader for its source,
+            # and the loader of code run by ``python -c`` or from stdin raises ImportError.
             warnings.warn_explicit(
                 message,
                 DeprecationWarning,
@@ -227,7 +229,6 @@ class Route:
                 frame.f_lineno,
                 module=module_globals.get("__name__", "<unknown>"),
                 registry=module_globals.setdefault("__warningregistry__", {}),
-                module_globals=module_globals,
             )
         LOG.warning("%s [customer=%s]", message, self.customer)
 
