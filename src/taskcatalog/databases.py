@@ -71,7 +71,8 @@ class CustomerDatabases:
                 db = self._open_and_migrate(customer)
             except CatalogError as exc:
                 self._failed[customer] = exc
-                LOG.error("customer %s: %s", customer, exc)
+                text = str(exc)  # name the customer once: most of these messages begin with it
+                LOG.error("%s", text if text.startswith(f"customer {customer!r}") else f"customer {customer!r}: {text}")
                 raise
             self._open[customer] = db
             return db

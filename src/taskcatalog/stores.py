@@ -1,13 +1,23 @@
 """Where call records live: the catalog database, or memory when there is none.
 
-In the database (schema/sqlite/0001_telemetry.sql), raw records are kept in
-batches, one row per write, pruned after the retention period; aggregates
-per (interface, version, customer, hour, latency bucket) are kept up to date
-as batches are written: counts, first and last call, the longest call, and
-so a latency histogram (``records.py``). ``stats`` and ``usage`` read only the
-aggregates, so they answer as fast with a million records as with ten, and
-survive the pruning of the records they came from. There ``since`` filters
-at the resolution of an hour: the hour containing ``since`` counts whole.
+In the database (schema/sqlite/0001_telemetry.sql, 0004_call_totals.sql),
+raw records are kept in batches, one row per write, pruned after the
+retention period. Two kinds of aggregate are kept up to date in the same
+transaction as each batch, from its records: per (interface, version,
+customer, hour, latency bucket) counts, first and last call and the longest
+call, and so a latency histogram per hour (``records.py``); and the same
+totals per (interface, version, customer) for all time, the histogram as one
+JSON object. ``stats()`` and ``usage()`` read the totals, one row per group,
+so they answer as fast with a million records as with ten, however many
+hours the records span, and survive the pruning of the records they came
+from; ``stats(since=...)`` sums the hours since, at the resolution of an
+hour: the hour containing ``since`` counts whole.
+
+Writes (and pruning) go through a connection of the store's own that waits
+at most ``LOCK_WAIT`` seconds for another connection's write lock: a write
+that cannot get it fails and is retried later by the writer (telemetry.py),
+so ``close()``, ``stats()`` and the end of a process never wait the catalog
+database's whole busy timeout (30 s by default) behind someone else's lock.
 
 In memory, the newest calls (a bounded buffer, no writer) are all there is:
 ``stats``, ``usage`` and ``history`` are computed from them when asked, with
@@ -20,21 +30,30 @@ import bisect
 import json
 import math
 import os
+import re
 import socket
 import time
-from operator import itemgetter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from importlib import resources
+from itertools import repeat
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from .db import connect
 from .db.migrations import Migration
+from .errors import DatabaseError
 from .records import BUCKET_COUNT, HOUR, CallRecord, CallStats, PluginSpan, bucket_upper, percentiles, utc
 from .telemetry import Batch, Buffers
 
 if TYPE_CHECKING:
     from .db import Connection
 
-__all__ = ["MemoryStore", "DatabaseStore", "UsageRow", "catalog_migrations", "NAMESPACE"]
+#: Seconds a telemetry write waits for another connection's write lock before
+#: it gives up, to be retried by the writer with a growing pause.
+LOCK_WAIT = 1.0
+
+__all__ = ["MemoryStore", "DatabaseStore", "UsageRow", "catalog_migrations", "NAMESPACE", "LOCK_WAIT"]
 
 #: The migration namespace of the catalog's own tables.
 NAMESPACE = "taskcatalog"
@@ -160,13 +179,17 @@ _INSERT_BATCH = (
 )
 # The aggregates of a batch, computed in Python (cheaper than having SQLite
 # take the JSON apart again), added in one statement, named through the keys.
+# CROSS JOIN makes SQLite read the batch's groups in the outer loop and look
+# each key up by its primary key; left to itself it scans all the process's
+# keys and, for each, the whole JSON array: a write then costs keys x groups.
 _ADD_STATS = """
 INSERT INTO taskcatalog_call_stats
     (interface, version, customer, hour, bucket, calls, errors, first_call, last_call, max_duration)
 SELECT k.interface, k.version, k.customer, json_extract(a.value, '$[1]'), json_extract(a.value, '$[2]'),
        json_extract(a.value, '$[3]'), json_extract(a.value, '$[4]'), json_extract(a.value, '$[5]'),
        json_extract(a.value, '$[6]'), json_extract(a.value, '$[7]')
-FROM json_each(?) AS a JOIN taskcatalog_call_keys AS k ON k.process = ? AND k.key = json_extract(a.value, '$[0]')
+FROM json_each(?) AS a CROSS JOIN taskcatalog_call_keys AS k
+    ON k.process = ? AND k.key = json_extract(a.value, '$[0]')
 WHERE true
 ON CONFLICT (interface, version, customer, hour, bucket) DO UPDATE SET
     calls = calls + excluded.calls,
@@ -175,48 +198,136 @@ ON CONFLICT (interface, version, customer, hour, bucket) DO UPDATE SET
     last_call = max(last_call, excluded.last_call),
     max_duration = max(max_duration, excluded.max_duration)
 """
+# The totals of a batch per (interface, version, customer), added the same
+# way; histograms are summed bucket by bucket inside SQLite (0004_call_totals).
+_ADD_TOTALS = """
+INSERT INTO taskcatalog_call_totals
+    (interface, version, customer, calls, errors, first_call, last_call, max_duration, histogram)
+SELECT k.interface, k.version, k.customer, json_extract(a.value, '$[1]'), json_extract(a.value, '$[2]'),
+       json_extract(a.value, '$[3]'), json_extract(a.value, '$[4]'), json_extract(a.value, '$[5]'),
+       json_extract(a.value, '$[6]')
+FROM json_each(?) AS a CROSS JOIN taskcatalog_call_keys AS k
+    ON k.process = ? AND k.key = json_extract(a.value, '$[0]')
+WHERE true
+ON CONFLICT (interface, version, customer) DO UPDATE SET
+    calls = calls + excluded.calls,
+    errors = errors + excluded.errors,
+    first_call = min(first_call, excluded.first_call),
+    last_call = max(last_call, excluded.last_call),
+    max_duration = max(max_duration, excluded.max_duration),
+    histogram = (
+        SELECT json_group_object(bucket, calls) FROM (
+            SELECT CAST(key AS INTEGER) AS bucket, sum(value) AS calls
+            FROM (SELECT key, value FROM json_each(histogram) UNION ALL SELECT key, value FROM json_each(excluded.histogram))
+            GROUP BY 1
+            ORDER BY 1
+        )
+    )
+"""
+#: Batches read per query by ``history``.
+_HISTORY_PAGE = 64
 _LOG_COLUMNS = (
     "call_id, parent_id, interface, version, customer, started, duration, status, error_type, error, plugins, process"
 )
 
 
-# Upper bounds of the latency buckets in nanoseconds, for bisect on a record's duration.
-_UPPERS_NS = [bucket_upper(b) * 1e9 for b in range(BUCKET_COUNT - 1)]
+# Upper bounds of the latency buckets in whole nanoseconds, for bisect on a
+# record's duration: for an integer d, d <= floor(upper) exactly when
+# d <= upper, and comparing int with int is twice as fast as int with float.
+_UPPERS_NS = [math.floor(bucket_upper(b) * 1e9) for b in range(BUCKET_COUNT - 1)]
+_bucket_ns = partial(bisect.bisect_left, _UPPERS_NS)
+_KEY, _START, _DURATION, _STATUS = itemgetter(1), itemgetter(2), itemgetter(3), itemgetter(4)
 
 
 def aggregate(calls: Sequence[Sequence[Any]], wall_offset: float) -> list[list[Any]]:
     """[key, hour, bucket, calls, errors, first call, last call, longest] per group of raw calls.
 
-    Integer arithmetic on nanoseconds until the end: this loop is the
-    writer's main cost in Python.
+    This is the writer's main cost in Python, so the columns are taken out
+    and the buckets found in C (``map``), the hour once per batch (a batch
+    spans well under an hour), and the loop left with the minimum and
+    maximum; errors, rare, are counted apart. Integer nanoseconds until the end.
     """
-    groups: dict[tuple[int, int, int], list[int]] = {}
-    bucket_of_ns, uppers = bisect.bisect_left, _UPPERS_NS
+    keys = list(map(_KEY, calls))
+    starts = list(map(_START, calls))
+    durations = list(map(_DURATION, calls))
     offset, hour = int(wall_offset * 1e9), HOUR * 10**9
-    for key, start, nanoseconds, status in map(_AGGREGATED, calls):
-        group = (key, (start + offset) // hour, bucket_of_ns(uppers, nanoseconds))
-        totals = groups.get(group)
-        if totals is None:
-            groups[group] = [1, status == "error", start, start, nanoseconds]
+    first_hour = (min(starts) + offset) // hour
+    hours: Iterable[int] = repeat(first_hour)
+    if (max(starts) + offset) // hour != first_hour:
+        hours = [(start + offset) // hour for start in starts]
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for group, start, nanoseconds in zip(zip(keys, hours, map(_bucket_ns, durations)), starts, durations):
+        sums = groups.get(group)
+        if sums is None:
+            groups[group] = [1, 0, start, start, nanoseconds]
             continue
-        totals[0] += 1
-        if start < totals[2]:
-            totals[2] = start
-        elif start > totals[3]:
-            totals[3] = start
-        if nanoseconds > totals[4]:
-            totals[4] = nanoseconds
-        if status == "error":
-            totals[1] += 1
+        sums[0] += 1
+        if start < sums[2]:
+            sums[2] = start
+        elif start > sums[3]:
+            sums[3] = start
+        if nanoseconds > sums[4]:
+            sums[4] = nanoseconds
+    statuses = list(map(_STATUS, calls))
+    if "error" in statuses:
+        for index, status in enumerate(statuses):
+            if status == "error":
+                start, nanoseconds = starts[index], durations[index]
+                groups[keys[index], (start + offset) // hour, _bucket_ns(nanoseconds)][1] += 1
     return [
         [*group, count, errors, first * 1e-9 + wall_offset, last * 1e-9 + wall_offset, longest * 1e-9]
         for group, (count, errors, first, last, longest) in groups.items()
     ]
 
 
-_AGGREGATED = itemgetter(1, 2, 3, 4)
-# No circular-reference check (the records are flat data) and no spaces: a third faster.
-_JSON = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
+def totals(groups: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """[key, calls, errors, first call, last call, longest, {bucket: calls}] per key of ``aggregate``'s groups."""
+    found: dict[int, list[Any]] = {}
+    for key, _, bucket, calls, errors, first, last, longest in groups:
+        row = found.get(key)
+        if row is None:
+            found[key] = [key, calls, errors, first, last, longest, {bucket: calls}]
+            continue
+        row[1] += calls
+        row[2] += errors
+        row[3] = min(row[3], first)
+        row[4] = max(row[4], last)
+        row[5] = max(row[5], longest)
+        histogram = row[6]
+        histogram[bucket] = histogram.get(bucket, 0) + calls
+    for row in found.values():
+        row[6] = dict(sorted(row[6].items()))
+    return list(found.values())
+
+
+# No circular-reference check (the records are flat data) and no spaces: a
+# third faster. Text as it is (no \uXXXX escapes): SQLite stores UTF-8, and
+# an all-ASCII result, the usual one, is known in O(1) by str.isascii().
+_ENCODE = json.JSONEncoder(check_circular=False, separators=(",", ":"), ensure_ascii=False).encode
+# A lone surrogate (an error message holding a file name decoded with
+# surrogateescape, say) cannot be encoded as UTF-8, so sqlite3 could not bind
+# the text; escaped as \uXXXX, SQLite would store invalid UTF-8 that sqlite3
+# cannot read back, and every history(), stats() or usage() meeting it would
+# fail. Only a batch holding a non-ASCII character is searched, and only one
+# holding a surrogate is mended, in Python.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _mend(value: Any) -> Any:
+    """``value`` with lone surrogates in its strings written as ``\\udXXX`` text."""
+    if type(value) is str:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8") if _SURROGATE.search(value) else value
+    if isinstance(value, (list, tuple)):
+        return [_mend(item) for item in value]
+    return value
+
+
+def _json(value: Any) -> str:
+    """``value`` as compact JSON text that SQLite stores and sqlite3 reads back."""
+    text = _ENCODE(value)
+    if not text.isascii() and _SURROGATE.search(text):
+        text = _ENCODE(_mend(value))
+    return text
 
 
 def _filters(interface: str | None, customer: str | None) -> tuple[list[str], list[Any]]:
@@ -239,49 +350,114 @@ def _none(value: Any, empty: Any) -> Any:
     return None if value == empty else value
 
 
-class DatabaseStore:
-    """Telemetry in the catalog database: the tables of namespace ``taskcatalog`` (``schema/``)."""
+def _identity(path: Any) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``, or None when there is none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
-    def __init__(self, db: Connection) -> None:
+
+def _writer_for(db: Connection, lock_wait: float) -> Connection:
+    """A connection to ``db``'s file that waits at most ``lock_wait`` for the write lock.
+
+    ``db`` itself where there is no file to open twice (a memory database lives
+    in its one connection, whose threads take turns) or the engine is not SQLite.
+    """
+    path = getattr(db, "path", None)
+    if db.dialect != "sqlite" or path is None:
+        return db
+    return connect(
+        path,
+        timeout=lock_wait,
+        synchronous=getattr(db, "synchronous", "NORMAL"),
+        foreign_keys=getattr(db, "foreign_keys", True),
+    )
+
+
+class DatabaseStore:
+    """Telemetry in the catalog database: the tables of namespace ``taskcatalog`` (``schema/``).
+
+    Reads go through ``db``; writes through ``writer``, a connection of the
+    store's own waiting at most ``lock_wait`` seconds for the write lock.
+    """
+
+    def __init__(self, db: Connection, *, lock_wait: float | None = None) -> None:
         self.db = db
+        self.writer = _writer_for(db, LOCK_WAIT if lock_wait is None else lock_wait)
         self._processes: dict[str, int] = {}  # call id prefix -> taskcatalog_processes.id
+        self._path = getattr(db, "path", None)
+        self._file = None if self._path is None else _identity(self._path)
+
+    def _check_file(self) -> None:
+        """Refuse to write once the database file was removed or replaced since it was opened.
+
+        SQLite would go on writing into the open file, which nothing can read
+        any more: every record written from then on would be lost unseen.
+        """
+        if self._file is not None and _identity(self._path) != self._file:
+            raise DatabaseError(
+                f"the database {self.db.label} was removed or replaced after it was opened: records written"
+                f" to the open file would be lost; open the catalog again",
+                path=self.db.label,
+            )
+
+    def close(self) -> None:
+        """Close the writer's own connection (``db`` is the catalog's to close)."""
+        if self.writer is not self.db:
+            self.writer.close()
 
     def _process(self, prefix: str) -> int:
-        """This process's row id in taskcatalog_processes (made on its first write)."""
+        """This process's row id in taskcatalog_processes, made in the current transaction if need be.
+
+        ``write`` remembers it once that transaction has committed: a row made
+        by a write that failed is gone, and its id may go to another process.
+        """
         found = self._processes.get(prefix)
         if found is None:
-            db = self.db
+            db = self.writer
             db._execute(
                 "INSERT OR IGNORE INTO taskcatalog_processes (prefix, pid, host, first_seen) VALUES (?, ?, ?, ?)",
                 (prefix, os.getpid(), socket.gethostname(), time.time()),
             )
-            found = self._processes[prefix] = int(
-                db._execute("SELECT id FROM taskcatalog_processes WHERE prefix = ?", (prefix,))[0][0]
-            )
+            found = int(db._execute("SELECT id FROM taskcatalog_processes WHERE prefix = ?", (prefix,))[0][0])
         return found
 
     def write(self, batch: Batch, prefix: str, wall_offset: float) -> None:
-        """Store one batch in one transaction; the aggregates are updated in it from the new records."""
+        """Store one batch in one transaction; the aggregates are updated in it from the new records.
+
+        The records are encoded and aggregated before the transaction begins:
+        the write lock, which every process recording into the file shares,
+        is held only while SQLite stores them.
+        """
         if not math.isfinite(wall_offset):
             raise ValueError(f"the clock offset {wall_offset!r} is not a number")
-        db = self.db
+        calls = batch.calls
+        keys = [
+            (sql, _json(rows))
+            for sql, rows in ((_INSERT_CALL_KEYS, batch.call_keys), (_INSERT_SPAN_KEYS, batch.span_keys))
+            if rows
+        ]
+        if calls:
+            groups = aggregate(calls, wall_offset)
+            earliest, latest = min(group[5] for group in groups), max(group[6] for group in groups)
+            records, hourly, overall = _json(calls), _json(groups), _json(totals(groups))
+        self._check_file()
+        db = self.writer
         with db.session():
             process = self._process(prefix)
-            for sql, keys in ((_INSERT_CALL_KEYS, batch.call_keys), (_INSERT_SPAN_KEYS, batch.span_keys)):
-                if keys:
-                    db._execute(sql.format(process=process), (_JSON(keys),))
-            calls = batch.calls
+            for sql, text in keys:
+                db._execute(sql.format(process=process), (text,))
             if calls:
-                starts = list(map(itemgetter(2), calls))
-                db._execute(_INSERT_BATCH, (
-                    process, wall_offset, len(calls), min(starts) * 1e-9 + wall_offset,
-                    max(starts) * 1e-9 + wall_offset, _JSON(calls),
-                ))
-                db._execute(_ADD_STATS, (_JSON(aggregate(calls, wall_offset)), process))
+                db._execute(_INSERT_BATCH, (process, wall_offset, len(calls), earliest, latest, records))
+                db._execute(_ADD_STATS, (hourly, process))
+                db._execute(_ADD_TOTALS, (overall, process))
+        self._processes[prefix] = process
 
     def prune(self, before: float) -> int:
         """Delete the batches whose calls all started before ``before``; the aggregates stay."""
-        db = self.db
+        db = self.writer
         with db.session():
             removed = db._execute(
                 "SELECT coalesce(sum(calls), 0) FROM taskcatalog_call_batches WHERE latest < ?", (before,)
@@ -290,10 +466,20 @@ class DatabaseStore:
         return int(removed)
 
     def stats(self, interface: str | None, customer: str | None, since: float | None) -> list[CallStats]:
+        """From the totals, one row per group; with ``since``, from the hours since (the hour of ``since`` whole)."""
         clauses, params = _filters(interface, customer)
-        if since is not None:
-            clauses.append("hour >= ?")
-            params.append(int(since // HOUR))
+        found = []
+        if since is None:
+            for name, version, who, calls, errors, longest, histogram in self.db._execute(
+                "SELECT interface, version, customer, calls, errors, max_duration, histogram"
+                f" FROM taskcatalog_call_totals{_where(clauses)} ORDER BY 1, 2, 3",
+                params,
+            ):
+                p50, p95 = percentiles([(int(bucket), count) for bucket, count in json.loads(histogram).items()], longest)
+                found.append(CallStats(name, _none(version, 0), _none(who, ""), calls, errors, p50, p95, longest))
+            return found
+        clauses.append("hour >= ?")
+        params.append(int(since // HOUR))
         groups: dict[tuple[Any, Any, Any], list[tuple[int, int, int, float]]] = {}
         for name, version, who, bucket, calls, errors, longest in self.db._execute(
             "SELECT interface, version, customer, bucket, sum(calls), sum(errors), max(max_duration)"
@@ -301,7 +487,6 @@ class DatabaseStore:
             params,
         ):
             groups.setdefault((name, version, who), []).append((bucket, calls, errors, longest))
-        found = []
         for (name, version, who), rows in groups.items():
             longest = max(row[3] for row in rows)
             p50, p95 = percentiles([(row[0], row[1]) for row in rows], longest)
@@ -312,8 +497,8 @@ class DatabaseStore:
     def usage(self, interface: str | None, customer: str | None) -> list[UsageRow]:
         clauses, params = _filters(interface, customer)
         rows = self.db._execute(
-            "SELECT interface, version, customer, sum(calls), min(first_call), max(last_call)"
-            f" FROM taskcatalog_call_stats{_where(clauses)} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            "SELECT interface, version, customer, calls, first_call, last_call"
+            f" FROM taskcatalog_call_totals{_where(clauses)} ORDER BY 1, 2, 3",
             params,
         )
         return [(name, _none(version, 0), _none(who, ""), calls, first, last) for name, version, who, calls, first, last in rows]
@@ -321,7 +506,16 @@ class DatabaseStore:
     def history(
         self, interface: str | None, customer: str | None, since: float | None, status: str | None, limit: int
     ) -> list[CallRecord]:
-        """Newest batches first, the calls of each newest first, until ``limit`` calls matched."""
+        """The ``limit`` calls that started last, newest first.
+
+        Batches are read by their latest start, newest first, a page at a
+        time, and the calls of each by start; reading stops once the next
+        batch started its last call before the oldest of the ``limit`` kept.
+        (Batch order alone is not start order: a call is recorded when it
+        ends, so a parent comes after its children, and processes interleave.)
+        """
+        if limit <= 0:
+            return []
         clauses, params = _filters(interface, customer)
         if since is not None:
             clauses.append("started >= ?")
@@ -330,24 +524,41 @@ class DatabaseStore:
             clauses.append("status = ?")
             params.append(status)
         where = " AND ".join(["batch = ?", *clauses])
-        batches = self.db._execute(
-            "SELECT id FROM taskcatalog_call_batches" + ("" if since is None else " WHERE latest >= ?") + " ORDER BY id DESC",
-            () if since is None else (since,),
-        )
-        rows: list[tuple[Any, ...]] = []
-        for (batch,) in batches:
-            if len(rows) >= limit:
-                break
-            rows.extend(self.db._execute(
-                f"SELECT {_LOG_COLUMNS} FROM taskcatalog_call_log WHERE {where} ORDER BY position DESC LIMIT ?",
-                [batch, *params, limit - len(rows)],
-            ))
+        query = f"SELECT {_LOG_COLUMNS} FROM taskcatalog_call_log WHERE {where} ORDER BY started DESC LIMIT ?"
+        rows: list[tuple[Any, ...]] = []  # newest first, at most limit
+        started = itemgetter(5)
+        after: tuple[float, int] | None = None  # (latest, id) of the last batch read
+        done = False
+        while not done:
+            conditions = [] if since is None else ["latest >= ?"]
+            values: list[Any] = [] if since is None else [since]
+            if after is not None:
+                conditions.append("(latest, id) < (?, ?)")
+                values.extend(after)
+            page = self.db._execute(
+                "SELECT id, latest FROM taskcatalog_call_batches"
+                + _where(conditions)
+                + f" ORDER BY latest DESC, id DESC LIMIT {_HISTORY_PAGE}",
+                values,
+            )
+            for batch, latest in page:
+                if len(rows) >= limit and latest < started(rows[-1]):
+                    done = True
+                    break
+                found = self.db._execute(query, [batch, *params, limit])
+                if found:
+                    rows.extend(found)
+                    rows.sort(key=started, reverse=True)  # stable: ties keep the order read
+                    del rows[limit:]
+                after = (latest, batch)
+            else:
+                done = len(page) < _HISTORY_PAGE
         names = self._plugin_names({row[11] for row in rows if row[10] != "[]"})
         records = []
-        for call_id, parent, name, version, who, started, duration, status_, etype, error, plugins, process in rows:
+        for call_id, parent, name, version, who, started_at, duration, status_, etype, error, plugins, process in rows:
             prefix, _, number = call_id.rpartition("-")
             spans = _spans(json.loads(plugins), lambda key: names[process, key])  # noqa: B023 - used at once
-            row = (prefix, int(number), parent, name, version, who, started, duration, status_, etype, error)
+            row = (prefix, int(number), parent, name, version, who, started_at, duration, status_, etype, error)
             records.append(_record(row, spans))
         return records
 

@@ -1,16 +1,23 @@
 """Recording every call off the call path: two buffers, a writer thread, and what ends them.
 
 A call appends one tuple of plain values to ``calls`` (``deque.append`` is
-atomic and takes no lock), its plugin runs in a list inside it. Without a
+atomic and takes no lock), its plugin runs in a tuple inside it. Without a
 database that is all: the deques are bounded and ``stores.MemoryStore``
 reads them. With one, ``Telemetry`` runs a writer thread that wakes every
 ``flush_interval`` seconds, or as soon as ``flush_size`` calls wait (it
 looks every ``POLL`` seconds: counting on the call path would cost every
-call), takes what is waiting and hands it to the store in batches. The writer does no per-record work in Python: the store hands a
-batch to the database as one JSON text, which one statement unpacks. One
-statement per batch matters more than it seems: ``executemany`` gives up the
-GIL around every row, and while calls keep the GIL busy, getting it back
-takes up to the switch interval (5 ms) each time.
+call), takes what is waiting and hands it to the store in batches of at
+most ``batch_size``.
+
+The writer shares the GIL with the calls, so what it does in Python is taken
+from them: about a microsecond a record (JSON encoding, in C, and the
+aggregates, ``stores.aggregate``), against two or three for the call itself.
+Small batches, written often, keep few records alive (the garbage collector
+walks every live one) and leave little to write when ``close()`` comes. A
+batch reaches the database as one JSON text and one statement: with
+``executemany``, the GIL would be given up around every row, and while calls
+keep it busy, getting it back takes up to the switch interval (5 ms) each
+time.
 
 A write that fails or waits (locked file, full disk, read-only file) never
 reaches a call: the batch stays pending and is retried with a growing
@@ -21,11 +28,15 @@ finally not be written.
 flush what is left: workers end with ``os._exit`` and never run ``atexit``,
 but they do run ``multiprocessing.util.Finalize`` callbacks, which is how
 the final flush is registered (again in each forked child, whose copy of
-the parent's buffers is dropped: the parent writes those records itself).
+the parent's buffers is dropped: the parent writes those records itself; and
+once more in a ``multiprocessing`` child, whose bootstrap empties the
+finalizer registry after the fork). A fork waits for a write in progress, so
+no child starts with SQLite caught in the middle of one.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -44,18 +55,25 @@ __all__ = ["Telemetry", "Buffers", "Keys", "Batch", "CallWriter", "RawCall", "Ra
 LOG = logging.getLogger("taskcatalog.telemetry")
 
 #: What every call appends: (number, call key, start (perf_counter_ns), duration (ns),
-#: status, parent call id, error type, error, spans), spans being a list of
-#: [plugin key, start (perf_counter_ns), duration (ns)], one per plugin run.
+#: status, parent call id, error type, error, spans), spans being a sequence of
+#: (plugin key, start (perf_counter_ns), duration (ns)), one per plugin run.
 RawCall = tuple[Any, ...]
-#: One plugin run: [plugin key, start, duration] (a list: it is JSON as it is).
-RawSpan = list[int]
+#: One plugin run: (plugin key, start, duration); JSON writes it as an array.
+RawSpan = tuple[int, int, int]
 
 #: How often (seconds) the writer looks whether ``flush_size`` calls are waiting.
-POLL = 0.05
+POLL = 0.02
+
+
+# Key numbers are unique in the process, not only per ``Keys``: the store files
+# keys under the process's call id prefix, which every catalog of the process
+# shares, so two catalogs writing to one database (one after the other, or at
+# once) must never give one number to two different tuples.
+_next_key = itertools.count(1).__next__
 
 
 class Keys:
-    """Small integers standing for the tuples records repeat, assigned once per process.
+    """Small integers standing for the tuples records repeat, unique in the process.
 
     A call record carries the key of its (interface, version, customer) and
     a plugin run the key of its (slot, plugin) instead of the strings: fewer
@@ -75,9 +93,12 @@ class Keys:
             with self._lock:
                 key = self._ids.get(values)
                 if key is None:
-                    key = self._ids[values] = len(self._ids) + 1
+                    key = _next_key()
                     self.values[key] = values
                     self.new.append((key, *values))
+                    # Published last: a thread that finds the key without the
+                    # lock finds it in ``values`` and ``new`` too.
+                    self._ids[values] = key
         return key
 
     def _after_fork(self) -> None:
@@ -123,6 +144,9 @@ class CallWriter(Protocol):
     def prune(self, before: float) -> int:
         """Drop raw records that started before POSIX time ``before``; keep aggregates."""
 
+    def close(self) -> None:
+        """Release what the store holds for writing (called once the writer has stopped)."""
+
 
 def _drain(source: deque[Any], into: list[Any]) -> None:
     """Move what ``source`` holds now to ``into``; appends made meanwhile stay for next time."""
@@ -140,7 +164,7 @@ class Telemetry:
         *,
         prefix: Callable[[], str],
         flush_interval: float = 0.5,
-        flush_size: int = 50000,
+        flush_size: int = 20_000,
         batch_size: int = 50_000,
         max_pending: int = 2_000_000,
         retention: float | None = None,
@@ -169,14 +193,25 @@ class Telemetry:
         self._finalizer: mp_util.Finalize | None = None
         self._start()
         _LIVE_WRITERS.add(self)
+        # A multiprocessing child clears the finalizers it inherited, and so
+        # the one _after_fork registered; this registers it again after that.
+        mp_util.register_after_fork(self, Telemetry._finalize_again)
 
     # -- lifecycle -----------------------------------------------------------
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="taskcatalog-telemetry", daemon=True)
         self._thread.start()
-        # Run at interpreter exit and at the end of a multiprocessing worker.
+        self._register_final_flush()
+
+    def _register_final_flush(self) -> None:
+        """Flush at interpreter exit and at the end of a ``multiprocessing`` worker, which skips ``atexit``."""
         self._finalizer = mp_util.Finalize(self, Telemetry._final_flush, args=(weakref.ref(self),), exitpriority=10)
+
+    def _finalize_again(self) -> None:
+        """In a ``multiprocessing`` child, after its ``Process._bootstrap`` emptied the finalizer registry."""
+        if not self._closed and (self._finalizer is None or not self._finalizer.still_active()):
+            self._register_final_flush()
 
     @staticmethod
     def _final_flush(ref: weakref.ref[Telemetry]) -> None:
@@ -192,26 +227,39 @@ class Telemetry:
         self._flushing = threading.Lock()
         self.written = self.failures = self.dropped = 0
         self.last_error = None
+        self._retry_at = self._pause = 0.0  # the parent's failures are not the child's
         if not self._closed:
             self._start()
 
     def close(self, timeout: float = 10.0) -> TelemetryReport:
-        """Stop the writer and write what is left, trying for up to ``timeout`` seconds."""
+        """Stop the writer and write what is left, trying for up to ``timeout`` seconds.
+
+        A write waits at most the store's lock wait for the database (see
+        ``stores.LOCK_WAIT``), so this returns within about ``timeout`` plus
+        that wait, and never while the writer thread is still using the store:
+        the catalog closes the database next, and a sqlite3 connection closed
+        under a thread still using it can crash the process.
+        """
         if self._closed:
             return self.report()
         self._closed = True
         self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
         deadline = time.monotonic() + timeout
+        thread = None if self._thread is threading.current_thread() else self._thread
+        if thread is not None:
+            thread.join(timeout)
         while True:
             self._retry_at = 0.0  # no pause: the deadline bounds the tries
             if self.flush() or time.monotonic() >= deadline:
                 break
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        if thread is not None:
+            # It ends after the write or prune it is in, which waits at most
+            # the lock wait (the flush above could only start once a write ended).
+            thread.join()
         if self._finalizer is not None:
             self._finalizer.cancel()
+        self.store.close()
         report = self.report()
         if report.unwritten:
             LOG.error(
@@ -241,20 +289,24 @@ class Telemetry:
             due = now + self.flush_interval
             try:
                 self.flush()
-                self._maybe_prune()
+                if self._running():
+                    self._maybe_prune()
             except Exception:  # noqa: BLE001 - the writer must outlive any failure
                 LOG.exception("telemetry writer failed; it carries on")
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def flush(self) -> bool:
         """Write everything waiting; True when nothing is left pending."""
         with self._flushing:
             buffers = self.buffers
-            sources = (buffers.call_keys.new, buffers.span_keys.new, buffers.calls)
-            for source, pending in zip(sources, self._pending):
-                _drain(source, pending)
+            # Calls first, then keys: a call's key is made before the call is
+            # recorded, so every call taken here has its key taken with it (or
+            # before). The other way round, a key made between the two drains
+            # would miss the batch of its first call, and the aggregates of
+            # that batch, which join records to keys, would lose the call.
+            pending_keys, pending_spans, pending_calls = self._pending
+            _drain(buffers.calls, pending_calls)
+            _drain(buffers.call_keys.new, pending_keys)
+            _drain(buffers.span_keys.new, pending_spans)
             calls = self._pending[2]
             overflow = len(calls) - self.max_pending
             if overflow > 0:  # the store has been failing for long: keep memory bounded
@@ -294,7 +346,8 @@ class Telemetry:
             return
         self._next_prune = now + 60.0
         try:
-            removed = self.store.prune(time.time() - self.retention)
+            with self._flushing:  # like a write: no fork happens in the middle of it
+                removed = self.store.prune(time.time() - self.retention)
         except Exception as exc:  # noqa: BLE001 - pruning is retried at the next round
             LOG.warning("telemetry: pruning old call records failed (%s: %s)", type(exc).__name__, brief(exc))
             return
@@ -307,11 +360,35 @@ _LIVE_BUFFERS: weakref.WeakSet[Buffers] = weakref.WeakSet()
 _LIVE_WRITERS: weakref.WeakSet[Telemetry] = weakref.WeakSet()
 
 
+# A fork copies memory, not threads: a writer thread caught inside SQLite at
+# the fork may hold one of SQLite's process-wide mutexes (memory statistics,
+# the file's lock table), and the child's first use of SQLite would then wait
+# for it forever. So a fork waits until no writer is in the middle of a write
+# or prune (at most the store's lock wait plus the write itself). The wait is
+# bounded all the same: a thread forking from inside a flush (a logging
+# handler that forks) would otherwise wait for itself.
+_held_at_fork: list[threading.Lock] = []
+FORK_WAIT = 10.0
+
+
+def _before_fork() -> None:
+    for telemetry in list(_LIVE_WRITERS):
+        lock = telemetry._flushing
+        if lock.acquire(timeout=FORK_WAIT):
+            _held_at_fork.append(lock)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_at_fork:
+        _held_at_fork.pop().release()
+
+
 def _reset_after_fork() -> None:
+    _held_at_fork.clear()  # the child's writers get new locks
     for buffers in list(_LIVE_BUFFERS):
         buffers._after_fork()
     for telemetry in list(_LIVE_WRITERS):
         telemetry._after_fork()
 
 
-os.register_at_fork(after_in_child=_reset_after_fork)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_reset_after_fork)

@@ -103,7 +103,7 @@ class SQLiteConnection(Connection):
             prepare_folder(self.path, self._label)
         self._settings = Settings(self.path, self._label, self.timeout, self.synchronous, self.foreign_keys)
         self._threads = ThreadConnections(
-            partial(open_connection, self._settings), self._label, self.timeout, memory=self.path is None
+            partial(open_connection, self._settings), self._label, self.timeout, self.path
         )
         self._errors = ErrorTranslator(self._threads, self._label, self.timeout, self._forget_schema)
         self._sessions = Sessions(self._threads, self._errors, self._label)

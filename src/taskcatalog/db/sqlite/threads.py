@@ -11,6 +11,18 @@ SQLite connections must not be used across ``fork()``. In a child, every
 disturb the parent's WAL files), replaces its locks (another thread may have
 held them) and opens its own handles on first use; a memory database, which
 lives only in the parent's handle, is unusable there.
+
+That is not quite enough for a file the parent had open at the fork. SQLite
+keeps one table of the locks a process holds per file, and the child inherits
+the parent's, which says the file is open and share-locked, while the locks
+themselves (POSIX record locks, which belong to a process) stay with the
+parent. The child's new handles trust the table and never take them. Once
+the parent closes its last handle, it then finds no other process holding the
+file, checkpoints and deletes the write-ahead log, and whatever the child
+writes from then on goes into the deleted file: lost without an error. So the
+child takes, for real and until it ends, the locks its table claims: the
+shared lock on the database and the one on the WAL index (``_hold_locks``),
+as its own handles would have.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ...errors import DatabaseError, DatabaseLocked
@@ -74,9 +87,11 @@ class ThreadConnections:
     SQLite does the locking).
     """
 
-    def __init__(self, open: Callable[[], sqlite3.Connection], label: str, timeout: float, memory: bool) -> None:
+    def __init__(self, open: Callable[[], sqlite3.Connection], label: str, timeout: float, path: Path | None) -> None:
+        memory = path is None
         self._open = open
         self._label = label
+        self._path = path
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._conns: dict[int, sqlite3.Connection] = {}  # thread id -> its connection
@@ -139,6 +154,8 @@ class ThreadConnections:
 
     def _after_fork(self) -> None:
         """In a child process: forget the parent's sqlite3 connections and locks (see the module)."""
+        if self._conns and self._path is not None:
+            _INHERITED_FILES.add(str(self._path))
         _INHERITED.extend(self._conns.values())
         self._conns = {}
         self._lock = threading.Lock()
@@ -160,14 +177,55 @@ class ThreadConnections:
 
 # Connection sets alive in this process, so a forked child can drop the
 # parent's sqlite3 handles; and the handles dropped, kept referenced so they
-# are never closed or collected in the child.
+# are never closed or collected in the child, with the files they have open.
 _LIVE: weakref.WeakSet[ThreadConnections] = weakref.WeakSet()
 _INHERITED: list[sqlite3.Connection] = []
+_INHERITED_FILES: set[str] = set()
+
+# Where SQLite's unix VFS (os_unix.c) puts its locks: a SHARED lock is a read
+# lock on SHARED_SIZE bytes from SHARED_FIRST of the database file, and every
+# process using the WAL index holds a read lock on its byte 128 (the "DMS").
+_SHARED_FIRST, _SHARED_SIZE = 0x40000000 + 2, 510
+_WAL_INDEX_DMS = 128
+# The descriptors holding those locks, open until the process ends: closing
+# any descriptor of a file drops every POSIX lock the process has on it.
+_HELD: list[int] = []
+
+
+def _hold_locks(database: str) -> None:
+    """Take the locks a forked child's SQLite believes it holds on a WAL ``database`` (see the module).
+
+    Only in WAL mode, where SQLite holds them as long as the file is open: a
+    shared lock held for good on a database in rollback mode would keep
+    every writer out.
+    """
+    import fcntl  # POSIX, as fork is
+
+    try:
+        index = os.open(database + "-shm", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # no WAL index: not in WAL mode
+        return
+    try:
+        file = os.open(database, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        os.close(index)
+        return
+    _HELD.extend((index, file))
+    for descriptor, start, length in ((index, _WAL_INDEX_DMS, 1), (file, _SHARED_FIRST, _SHARED_SIZE)):
+        try:
+            fcntl.lockf(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB, length, start)
+        except OSError:  # an exclusive lock is being taken (a checkpoint at close): as before
+            pass
 
 
 def _reset_after_fork() -> None:
+    for descriptor in _HELD:  # the parent's: their locks stayed with it
+        os.close(descriptor)
+    _HELD.clear()
     for connections in list(_LIVE):
         connections._after_fork()
+    for database in _INHERITED_FILES:  # this process's, and any its parent inherited
+        _hold_locks(database)
 
 
 if hasattr(os, "register_at_fork"):
