@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import subprocess
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -76,3 +80,31 @@ def scale(layout: Layout) -> Layout:
         """,
     )
     return layout
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """``path`` (a file or a folder) made read-only for this process, for real.
+
+    Root writes through permissions, so as root it is made immutable
+    (``chattr +i``, which binds root too); anyone else loses the write bits.
+    Where root cannot (no chattr, or a file system without the attribute),
+    the test is skipped with the reason.
+    """
+    if os.geteuid() == 0:
+        chattr = shutil.which("chattr")
+        made = None if chattr is None else subprocess.run([chattr, "+i", str(path)], capture_output=True, text=True)
+        if made is None or made.returncode:
+            pytest.skip(f"as root, {path} cannot be made read-only: "
+                        f"{'no chattr' if made is None else made.stderr.strip() or 'chattr +i failed'}")
+        try:
+            yield
+        finally:
+            subprocess.run([chattr, "-i", str(path)], check=True)  # type: ignore[list-item]
+    else:
+        mode = path.stat().st_mode
+        path.chmod(mode & ~0o222)
+        try:
+            yield
+        finally:
+            path.chmod(mode)

@@ -9,11 +9,11 @@ import logging
 import os
 import re
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import read_only
 from taskcatalog import Catalog, CatalogError, Context, DatabaseError, InvalidName, MigrationError, PluginError
 
 NOTES = """
@@ -279,28 +279,6 @@ def test_a_database_that_cannot_be_opened_fails_that_customer_only(notes, caplog
         assert catalog.call("notes", 3, None) is None  # a call without a customer needs no database
     finally:
         catalog.close()
-
-
-@contextlib.contextmanager
-def read_only(folder: Path):
-    """``folder`` made read-only for this process, for real (as in test_telemetry.py).
-
-    As root, which writes through permissions, the folder is made immutable
-    (chattr +i); anyone else loses the write bits.
-    """
-    if os.geteuid() == 0:
-        subprocess.run(["chattr", "+i", str(folder)], check=True)
-        try:
-            yield
-        finally:
-            subprocess.run(["chattr", "-i", str(folder)], check=True)
-    else:
-        mode = folder.stat().st_mode
-        folder.chmod(mode & ~0o222)
-        try:
-            yield
-        finally:
-            folder.chmod(mode)
 
 
 def test_a_read_only_database_folder_fails_that_customer_only(notes, caplog):

@@ -29,6 +29,7 @@ from time import perf_counter
 
 import pytest
 
+from conftest import read_only
 from taskcatalog import (
     ArgumentError,
     Catalog,
@@ -669,28 +670,6 @@ def held_lock(path):
     finally:
         locker.communicate(b"release\n", timeout=60)  # it commits and ends
     assert locker.returncode == 0
-
-
-@contextlib.contextmanager
-def read_only(path):
-    """``path`` (a file or a folder) made read-only for this process, for real.
-
-    Root writes through permissions, so as root the file is made immutable
-    (chattr +i), which binds root too; anyone else loses the write bits.
-    """
-    if os.geteuid() == 0:
-        subprocess.run(["chattr", "+i", str(path)], check=True)
-        try:
-            yield
-        finally:
-            subprocess.run(["chattr", "-i", str(path)], check=True)
-    else:
-        mode = path.stat().st_mode
-        path.chmod(mode & ~0o222)
-        try:
-            yield
-        finally:
-            path.chmod(mode)
 
 
 @pytest.fixture
