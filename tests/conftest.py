@@ -108,3 +108,8 @@ def read_only(path: Path) -> Iterator[None]:
             yield
         finally:
             path.chmod(mode)
+
+
+# The database engines of the contract tests (tests/db_engines.py): `engine`
+# runs a test on SQLite and on PostgreSQL, `postgres` on PostgreSQL only.
+from db_engines import _postgres_databases, engine, postgres  # noqa: E402,F401

@@ -1,4 +1,10 @@
-"""backup() while another process writes, and wipe() of a namespace or of everything."""
+"""backup() while another process writes, and wipe() of a namespace or of everything: on each engine.
+
+A backup is engine-specific (SQLite's is a database file written with its
+backup API; PostgreSQL's a file of rows that ``restore`` loads: see
+test_db_postgres.py), so what a backup is made of is tested per engine; that
+it is one consistent snapshot taken while others write, on both.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +18,38 @@ import pytest
 
 from taskcatalog.db import DatabaseError, Migration, MigrationError, connect
 
-SHOP = [
-    Migration("shop", "0001_orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, sku TEXT)"),
-    Migration(
+SHOP_SQL = [
+    ("shop", "0001_orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, sku TEXT)"),
+    (
         "shop",
         "0002_lines",
         "CREATE TABLE lines (id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL REFERENCES orders(id), qty INTEGER)",
     ),
 ]
-ACME = [Migration("acme", "0001_notes", "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")]
+ACME_SQL = [("acme", "0001_notes", "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")]
+SHOP = [Migration(*m) for m in SHOP_SQL]
+ACME = [Migration(*m) for m in ACME_SQL]
+
+
+def shop(engine):
+    return [engine.migration(*m) for m in SHOP_SQL]
+
+
+def acme(engine):
+    return [engine.migration(*m) for m in ACME_SQL]
 
 
 @pytest.fixture
-def db(tmp_path):
+def db(engine):
+    with engine.connect("main") as db:
+        db.upgrade(shop(engine))
+        db.upgrade(acme(engine))
+        yield db
+
+
+@pytest.fixture
+def sqlite_db(tmp_path):
+    """SQLite only: for what its backups are (a database file, WAL, locks on the destination)."""
     with connect(tmp_path / "main.sqlite3") as db:
         db.upgrade(SHOP)
         db.upgrade(ACME)
@@ -44,12 +69,12 @@ def count(db, table):
 # ---------------------------------------------------------------- wipe
 
 
-def test_wipe_everything_keeps_the_schema_and_the_migration_records(db):
+def test_wipe_everything_keeps_the_schema_and_the_migration_records(db, engine):
     fill(db)
     assert db.wipe() == {"lines": 3, "notes": 1, "orders": 1}
     assert [count(db, t) for t in ("orders", "lines", "notes")] == [0, 0, 0]
-    assert [s.state for s in db.migration_status(SHOP + ACME)] == ["applied"] * 3
-    assert db.upgrade(SHOP) == []
+    assert [s.state for s in db.migration_status(shop(engine) + acme(engine))] == ["applied"] * 3
+    assert db.upgrade(shop(engine)) == []
     fill(db)  # the tables still work
     assert count(db, "lines") == 3
 
@@ -62,12 +87,12 @@ def test_wipe_a_namespace_deletes_only_its_tables(db):
     assert count(db, "notes") == 0
 
 
-def test_wipe_follows_tables_a_namespace_created_later_and_forgets_dropped_ones(db):
+def test_wipe_follows_tables_a_namespace_created_later_and_forgets_dropped_ones(db, engine):
     db.upgrade([
-        Migration("acme", "0002_tags", "CREATE TABLE tags (name TEXT)"),
-        Migration("acme", "0003_drop_notes", "DROP TABLE notes"),
+        engine.migration("acme", "0002_tags", "CREATE TABLE tags (name TEXT)"),
+        engine.migration("acme", "0003_drop_notes", "DROP TABLE notes"),
     ])
-    db.create("tags", {"name": "t"})
+    db.create_many("tags", [{"name": "t"}])
     assert db.wipe("acme") == {"tags": 1}
 
 
@@ -88,6 +113,16 @@ def test_wipe_in_a_session_is_rolled_back_with_it(db):
     assert count(db, "orders") == 1
 
 
+def test_a_backup_holds_every_row_and_the_migration_records(db, engine, tmp_path):
+    fill(db)
+    target = db.backup(tmp_path / "copies" / "nested" / "copy.backup")
+    assert target == tmp_path / "copies" / "nested" / "copy.backup"
+    with engine.restored(target, shop(engine) + acme(engine)) as copy:
+        for table in ("orders", "lines", "notes"):
+            assert copy.read(table, order_by="id") == db.read(table, order_by="id")
+        assert [s.state for s in copy.migration_status(shop(engine) + acme(engine))] == ["applied"] * 3
+
+
 # ---------------------------------------------------------------- backup
 
 
@@ -96,9 +131,9 @@ def integrity(path):
         return raw.execute("PRAGMA integrity_check").fetchone()[0], raw.execute("SELECT count(*) FROM orders").fetchone()[0]
 
 
-def test_backup_copies_the_data_into_one_self_contained_file(db, tmp_path):
-    fill(db)
-    target = db.backup(tmp_path / "copies" / "nested" / "copy.sqlite3")
+def test_backup_copies_the_data_into_one_self_contained_file(sqlite_db, tmp_path):
+    fill(sqlite_db)
+    target = sqlite_db.backup(tmp_path / "copies" / "nested" / "copy.sqlite3")
     assert target == tmp_path / "copies" / "nested" / "copy.sqlite3"
     assert integrity(target) == ("ok", 1)
     assert not os.path.exists(f"{target}-wal")
@@ -109,11 +144,11 @@ def test_backup_copies_the_data_into_one_self_contained_file(db, tmp_path):
         assert [s.state for s in copy.migration_status(SHOP)] == ["applied", "applied"]
 
 
-def test_backup_replaces_an_older_backup(db, tmp_path):
+def test_backup_replaces_an_older_backup(sqlite_db, tmp_path):
     target = tmp_path / "copy.sqlite3"
-    db.backup(target)
-    fill(db)
-    db.backup(str(target))
+    sqlite_db.backup(target)
+    fill(sqlite_db)
+    sqlite_db.backup(str(target))
     assert integrity(target) == ("ok", 1)
 
 
@@ -142,21 +177,22 @@ def in_a_thread(work, seconds=60):
     return outcome["value"]
 
 
-def test_backup_inside_a_session_copies_committed_data_without_waiting(tmp_path):
-    path, target = tmp_path / "main.sqlite3", tmp_path / "copy.sqlite3"
+def test_backup_inside_a_session_copies_committed_data_without_waiting(engine, tmp_path):
+    url, target = engine.url("main"), tmp_path / "copy.backup"
 
     def work():
-        with connect(path) as db:
-            db.upgrade(SHOP)
+        with connect(url) as db:
+            db.upgrade(shop(engine))
             db.create("orders", {"sku": "committed"})
             with db.session():
                 db.create("orders", {"sku": "uncommitted"})
-                db.backup(target)  # its own connection: a WAL reader, which waits for no writer
-                copied = integrity(target)
+                db.backup(target)  # a connection of its own: SQLite's WAL reader, PostgreSQL's snapshot
                 db.create("orders", {"sku": "after the backup"})  # the session goes on
-            return copied, count(db, "orders")
+            return count(db, "orders")
 
-    assert in_a_thread(work) == (("ok", 1), 3)
+    assert in_a_thread(work) == 3
+    with engine.restored(target, shop(engine)) as copy:
+        assert [r["sku"] for r in copy.read("orders")] == ["committed"]
 
 
 def test_backup_of_a_memory_database_inside_a_session_is_refused(tmp_path):
@@ -192,31 +228,31 @@ def test_backup_of_a_memory_database(tmp_path):
     assert integrity(tmp_path / "from-memory.sqlite3") == ("ok", 1)
 
 
-def test_backup_refuses_to_overwrite_its_own_database(db, tmp_path):
+def test_backup_refuses_to_overwrite_its_own_database(sqlite_db, tmp_path):
     message = f"refusing to back up {tmp_path / 'main.sqlite3'} onto itself"
     for spelling in (tmp_path / "main.sqlite3", tmp_path / "x" / ".." / "main.sqlite3", str(tmp_path / "main.sqlite3")):
         with pytest.raises(DatabaseError) as raised:
-            db.backup(spelling)
+            sqlite_db.backup(spelling)
         assert str(raised.value) == message
     os.link(tmp_path / "main.sqlite3", tmp_path / "hardlink.sqlite3")
     with pytest.raises(DatabaseError) as raised:
-        db.backup(tmp_path / "hardlink.sqlite3")
+        sqlite_db.backup(tmp_path / "hardlink.sqlite3")
     assert str(raised.value) == message
-    assert count(db, "orders") == 0
+    assert count(sqlite_db, "orders") == 0
 
 
-def test_backup_onto_a_file_that_is_not_a_database_is_refused(db, tmp_path):
+def test_backup_onto_a_file_that_is_not_a_database_is_refused(sqlite_db, tmp_path):
     junk = tmp_path / "junk.bin"
     junk.write_bytes(os.urandom(4096))
     with pytest.raises(DatabaseError, match=r"cannot write the backup .*junk.bin: file is not a database"):
-        db.backup(junk)
+        sqlite_db.backup(junk)
     with pytest.raises(TypeError, match=r"backup\(\) path must be a str or path, not int"):
-        db.backup(3)
+        sqlite_db.backup(3)
 
 
-def keep_writing(path, started, stop):
+def keep_writing(url, started, stop):
     """Run in a spawned process: commit small sessions until told to stop."""
-    with connect(path) as db:
+    with connect(url) as db:
         n = 0
         while not stop.is_set():
             with db.session():
@@ -227,27 +263,28 @@ def keep_writing(path, started, stop):
                 started.set()
 
 
-def test_backups_taken_while_another_process_writes_are_consistent(db, tmp_path):
+def test_backups_taken_while_another_process_writes_are_consistent(db, engine, tmp_path):
     context = multiprocessing.get_context("spawn")
     started, stop = context.Event(), context.Event()
-    writer = context.Process(target=keep_writing, args=(str(tmp_path / "main.sqlite3"), started, stop))
+    writer = context.Process(target=keep_writing, args=(engine.url("main"), started, stop))
     writer.start()
+    copies = []
     try:
         assert started.wait(timeout=60), "the writer never got going"
-        seen = []
         for i in range(5):
-            copy = db.backup(tmp_path / f"copy-{i}.sqlite3")
-            status, orders = integrity(copy)
-            assert status == "ok"
-            with closing(sqlite3.connect(copy)) as raw:
-                # Every order arrived with its five lines: no copy holds half a session.
-                assert raw.execute("SELECT count(*) FROM lines").fetchone()[0] == 5 * orders
-                assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
-            seen.append(orders)
+            copies.append(db.backup(tmp_path / f"copy-{i}.backup"))
     finally:
         stop.set()
         writer.join(timeout=60)
     assert writer.exitcode == 0
+    seen = []
+    for i, copy in enumerate(copies):
+        with engine.restored(copy, shop(engine) + acme(engine), name=f"restored-{i}") as restored:
+            orders = count(restored, "orders")
+            # Every order arrived with its five lines: no copy holds half a session.
+            assert count(restored, "lines") == 5 * orders
+            assert {r["order_id"] for r in restored.read("lines")} == {r["id"] for r in restored.read("orders")}
+            seen.append(orders)
     assert seen == sorted(seen) and seen[0] >= 10
     assert count(db, "orders") >= seen[-1]
 
@@ -348,26 +385,26 @@ def test_backup_onto_a_database_open_elsewhere_is_refused_before_writing(tmp_pat
     assert content(target) == before == (["notes", "taskcatalog_migrations"], [("theirs",)], "wal" if wal else "delete")
 
 
-def test_backup_onto_a_database_nobody_has_open_replaces_it(db, tmp_path):
-    fill(db)
+def test_backup_onto_a_database_nobody_has_open_replaces_it(sqlite_db, tmp_path):
+    fill(sqlite_db)
     for wal in (True, False):
         target = tmp_path / f"old-{wal}.sqlite3"
         theirs(target, wal=wal)
-        assert db.backup(target) == target
+        assert sqlite_db.backup(target) == target
         assert content(target) == (["lines", "notes", "orders", "taskcatalog_migrations"], [("keep me?",)], "delete")
         assert integrity(target) == ("ok", 1)
         assert not os.path.exists(f"{target}-wal") and not os.path.exists(f"{target}-shm")
 
 
-def test_an_idle_rollback_journal_connection_does_not_stop_a_backup_and_then_reads_the_copy(db, tmp_path):
+def test_an_idle_rollback_journal_connection_does_not_stop_a_backup_and_then_reads_the_copy(sqlite_db, tmp_path):
     # In rollback-journal mode a connection outside a transaction holds no
     # lock: SQLite cannot tell it is there, and it needs no protection, since
     # it reads the changed file afresh at its next transaction.
-    fill(db)
+    fill(sqlite_db)
     target = tmp_path / "idle.sqlite3"
     theirs(target, wal=False)
     with closing(sqlite3.connect(target, isolation_level=None)) as idle:
         assert idle.execute("SELECT body FROM notes").fetchall() == [("theirs",)]
-        db.backup(target)
+        sqlite_db.backup(target)
         assert idle.execute("SELECT body FROM notes").fetchall() == [("keep me?",)]
         assert idle.execute("SELECT count(*) FROM orders").fetchone() == (1,)

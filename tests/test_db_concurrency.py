@@ -1,21 +1,27 @@
-"""Several processes and threads on one database file: every row arrives, nobody sees a lock."""
+"""Several processes and threads on one database: every row arrives, nobody sees a lock; fork: on each engine.
+
+A ``:memory:`` database is SQLite's alone.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import sqlite3
 import threading
 import time
 import warnings
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from taskcatalog.db import DatabaseError, DatabaseLocked, Migration, connect
 
-SCHEMA = Migration("load", "0001_hits", "CREATE TABLE hits (id INTEGER PRIMARY KEY, writer TEXT, n INTEGER)")
+SCHEMA_SQL = "CREATE TABLE hits (id INTEGER PRIMARY KEY, writer TEXT, n INTEGER)"
+SCHEMA = Migration("load", "0001_hits", SCHEMA_SQL)
+
+
+def schema(engine):
+    return engine.migration("load", "0001_hits", SCHEMA_SQL)
 WRITERS = 4
 ROWS = 300  # per writer
 
@@ -43,14 +49,14 @@ def write_worker(path: str, writer: str, barrier) -> None:
             db.read("hits", where={"n": ("<", 5)}, limit=5)  # reads need no transaction
 
 
-def test_four_processes_writing_the_same_file_lose_nothing(tmp_path):
-    path = tmp_path / "load.sqlite3"
-    with connect(path) as db:
-        db.upgrade([SCHEMA])
+def test_four_processes_writing_the_same_database_lose_nothing(engine):
+    url = engine.url("load")
+    with connect(url) as db:
+        db.upgrade([schema(engine)])
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(WRITERS)
     workers = [
-        context.Process(target=write_worker, args=(str(path), f"w{i}", barrier)) for i in range(WRITERS)
+        context.Process(target=write_worker, args=(url, f"w{i}", barrier)) for i in range(WRITERS)
     ]
     for worker in workers:
         worker.start()
@@ -59,9 +65,8 @@ def test_four_processes_writing_the_same_file_lose_nothing(tmp_path):
     # A worker that saw "database is locked" (or anything else) exits non-zero
     # with its traceback on stderr.
     assert [w.exitcode for w in workers] == [0] * WRITERS
-    with closing(sqlite3.connect(path)) as raw:
-        counts = dict(raw.execute("SELECT writer, count(*) FROM hits GROUP BY writer"))
-        distinct = raw.execute("SELECT count(DISTINCT writer || ':' || n) FROM hits").fetchone()[0]
+    counts = dict(engine.query("SELECT writer, count(*) FROM hits GROUP BY writer", name="load"))
+    distinct = engine.query("SELECT count(DISTINCT writer || ':' || n) FROM hits", name="load")[0][0]
     assert counts == {f"w{i}": rows_written() for i in range(WRITERS)}
     assert distinct == WRITERS * rows_written()
 
@@ -75,10 +80,10 @@ def rows_written() -> int:
     return n
 
 
-def test_threads_sharing_one_connection_lose_nothing(tmp_path):
+def test_threads_sharing_one_connection_lose_nothing(engine):
     threads, rows = 8, 150
-    with connect(tmp_path / "threads.sqlite3") as db:
-        db.upgrade([SCHEMA])
+    with engine.connect("threads") as db:
+        db.upgrade([schema(engine)])
         barrier = threading.Barrier(threads)
         errors = []
 
@@ -106,6 +111,7 @@ def test_threads_sharing_one_connection_lose_nothing(tmp_path):
 
 
 def test_a_memory_database_is_shared_by_the_threads_of_a_connection():
+    # SQLite only, as the next test: PostgreSQL has no memory database.
     with connect(":memory:") as db:
         db.upgrade([SCHEMA])
         barrier = threading.Barrier(4)
@@ -195,9 +201,9 @@ def test_a_memory_database_held_by_another_threads_session_is_locked_after_the_t
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through /proc")
-def test_connections_of_finished_threads_are_closed(tmp_path):
-    with connect(tmp_path / "short.sqlite3") as db:
-        db.upgrade([SCHEMA])
+def test_connections_of_finished_threads_are_closed(engine):
+    with engine.connect("short") as db:
+        db.upgrade([schema(engine)])
 
         def one_read():
             db.read("hits")
@@ -214,14 +220,14 @@ def test_connections_of_finished_threads_are_closed(tmp_path):
             thread = threading.Thread(target=one_read)
             thread.start()
             thread.join()
-        assert open_files() - before <= 3  # at most the last thread's database, WAL and shm
+        assert open_files() - before <= 3  # at most the last thread's database, WAL and shm (or socket)
 
 
 def forked_child(db, writer, report):
     """Run in a forked child, with the parent's Connection object inherited.
 
     Registers a callback (the parent held the callback lock at the fork),
-    writes, and reports the id() of the sqlite3 connection it wrote with.
+    writes, and reports the id() of the driver connection it wrote with.
     """
     created = []
     db.on("after_create", "hits", lambda event: created.append(event.result))
@@ -239,9 +245,12 @@ def fork_quietly(children):
             child.start()
 
 
-def test_a_forked_child_opens_its_own_connections_and_locks(tmp_path):
-    with connect(tmp_path / "fork.sqlite3") as db:
-        db.upgrade([SCHEMA])
+def test_a_forked_child_opens_its_own_connections_and_locks(engine):
+    # On PostgreSQL a child that used, or closed, the parent's socket would
+    # break the parent's conversation with the server: the parent's last
+    # create below would fail.
+    with engine.connect("fork") as db:
+        db.upgrade([schema(engine)])
         db.create("hits", {"writer": "parent", "n": 0})
         parent_conn = id(db._threads.state.conn)
         context = multiprocessing.get_context("fork")
@@ -267,7 +276,7 @@ def test_a_forked_child_opens_its_own_connections_and_locks(tmp_path):
             for receiver, sender in pipes:
                 receiver.close()
                 sender.close()
-        # Each child wrote through a sqlite3 connection of its own (the
+        # Each child wrote through a driver connection of its own (the
         # parent's stays referenced in the child, so no new one can reuse its id).
         assert [conn != parent_conn for conn, _ in reports] == [True, True]
         assert [count for _, count in reports] == [20, 20]
@@ -290,6 +299,7 @@ def memory_child(db, report):
 
 
 def test_a_forked_child_cannot_use_the_parents_memory_database():
+    # SQLite only: PostgreSQL has no memory database.
     with connect(":memory:") as db:
         db.upgrade([SCHEMA])
         db.create("hits", {"writer": "parent", "n": 0})
@@ -315,11 +325,11 @@ def test_a_forked_child_cannot_use_the_parents_memory_database():
         assert db.read("hits") == [{"id": 1, "writer": "parent", "n": 0}]  # the parent's is untouched
 
 
-def test_a_session_open_at_a_fork_is_left_to_the_parent(tmp_path):
+def test_a_session_open_at_a_fork_is_left_to_the_parent(engine):
     """A child forked inside a session must neither commit nor roll back the
     parent's transaction when it leaves the ``with`` block."""
-    with connect(tmp_path / "fork-session.sqlite3") as db:
-        db.upgrade([SCHEMA])
+    with engine.connect("fork-session") as db:
+        db.upgrade([schema(engine)])
         read_end, write_end = os.pipe()
         pid = None
         try:

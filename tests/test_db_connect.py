@@ -66,8 +66,8 @@ def test_malformed_sqlite_urls(url, message):
 
 
 def test_an_unknown_scheme_lists_the_known_ones():
-    with pytest.raises(UnknownBackend, match=r"no database backend for the scheme 'postgres'; known schemes: .*sqlite") as raised:
-        connect("postgres://db.example/catalog")
+    with pytest.raises(UnknownBackend, match=r"no database backend for the scheme 'mysql'; known schemes: postgres, postgresql, sqlite$") as raised:
+        connect("mysql://db.example/catalog")
     assert isinstance(raised.value, CatalogError) and isinstance(raised.value, ValueError)
 
 
@@ -93,8 +93,12 @@ def test_the_scheme_of_a_url(url, scheme):
     assert _scheme_of(url) == scheme
 
 
-def test_the_installed_entry_point_names_the_builtin_backend():
+def test_the_installed_entry_points_name_the_builtin_backends():
+    from taskcatalog.db.postgres import PostgresConnection
+
     assert backend("sqlite") is SQLiteConnection
+    assert backend("postgresql") is backend("postgres") is PostgresConnection
+    assert _scheme_of("postgresql://u@h/db") == "postgresql" and _scheme_of("Postgres://u@h/db") == "postgres"
 
 
 FAKE_BACKEND = '''
@@ -135,7 +139,7 @@ def test_a_backend_is_found_by_its_entry_point(plugin_path):
         assert db.url == "fake://anything" and db.timeout == 1.0
         db.upgrade([SCHEMA])
         assert db.create("orders", {"sku": "f"}) == 1
-    with pytest.raises(UnknownBackend, match=r"known schemes: broken, fake, odd, sqlite"):
+    with pytest.raises(UnknownBackend, match=r"known schemes: broken, fake, odd, postgres, postgresql, sqlite"):
         connect("nope://x")
 
 
@@ -185,7 +189,9 @@ def test_a_broken_backend_is_named(plugin_path):
         connect("odd://x")
 
 
-def test_a_source_checkout_without_metadata_still_gets_sqlite(tmp_path):
+def test_a_source_checkout_without_metadata_still_gets_the_builtin_backends(tmp_path):
+    # Without site-packages there is no psycopg either: a PostgreSQL URL finds
+    # its backend, which says in one line which extra to install.
     checkout = tmp_path / "checkout"
     shutil.copytree(SRC / "taskcatalog", checkout / "taskcatalog", ignore=shutil.ignore_patterns("__pycache__"))
     script = textwrap.dedent(f"""
@@ -193,9 +199,14 @@ def test_a_source_checkout_without_metadata_still_gets_sqlite(tmp_path):
         sys.path.insert(0, {str(checkout)!r})
         from importlib.metadata import entry_points
         assert not entry_points(group="taskcatalog.databases"), "metadata leaked in"
-        from taskcatalog.db import connect
+        from taskcatalog.db import DatabaseError, connect
         with connect({str(tmp_path / "plain.sqlite3")!r}) as db:
             print(type(db).__name__)
+        try:
+            connect("postgresql://app@127.0.0.1:1/shop")
+        except DatabaseError as error:
+            print(error)
+        assert "psycopg" not in sys.modules
     """)
     # -I: isolated (PYTHONPATH and user site-packages ignored); -S: no
     # site-packages, so no installed distribution metadata at all.
@@ -203,7 +214,11 @@ def test_a_source_checkout_without_metadata_still_gets_sqlite(tmp_path):
         [sys.executable, "-I", "-S", "-B", "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "SQLiteConnection"
+    assert result.stdout.splitlines() == [
+        "SQLiteConnection",
+        "postgresql://app@127.0.0.1:1/shop needs the PostgreSQL driver psycopg 3, which is not installed: "
+        "pip install 'taskcatalog[postgres]'",
+    ]
 
 
 def test_a_relative_path_keeps_naming_the_same_file_after_chdir(tmp_path, monkeypatch):

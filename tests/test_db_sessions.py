@@ -1,4 +1,9 @@
-"""Sessions (transactions and savepoints) and CRUD callbacks with their rollbacks."""
+"""Sessions (transactions and savepoints) and CRUD callbacks with their rollbacks: on each engine.
+
+What happens after an error the engine raised inside a session differs:
+SQLite undoes the statement alone (some errors end its whole transaction),
+PostgreSQL aborts the transaction. Those tests say which engine they are about.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,26 @@ import pytest
 from taskcatalog.db import CrudEvent, DatabaseError, Migration, SchemaError, connect
 
 SCHEMA = [
-    Migration("shop", "0001_orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, sku TEXT, qty INTEGER)"),
-    Migration("shop", "0002_audit", "CREATE TABLE audit (id INTEGER PRIMARY KEY, event TEXT, row_id INTEGER)"),
+    ("shop", "0001_orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, sku TEXT UNIQUE, qty INTEGER)"),
+    ("shop", "0002_audit", "CREATE TABLE audit (id INTEGER PRIMARY KEY, event TEXT, row_id INTEGER)"),
 ]
 
 
+def schema(engine):
+    return [engine.migration(*migration) for migration in SCHEMA]
+
+
 @pytest.fixture
-def db(tmp_path):
+def db(engine):
+    with engine.connect("sessions") as db:
+        db.upgrade(schema(engine))
+        yield db
+
+
+@pytest.fixture
+def sqlite_db(tmp_path):
     with connect(tmp_path / "sessions.sqlite3") as db:
-        db.upgrade(SCHEMA)
+        db.upgrade([Migration(*migration) for migration in SCHEMA])
         yield db
 
 
@@ -168,7 +184,8 @@ def test_a_callback_may_write_in_the_same_transaction(db):
             raise Boom
     assert db.read("audit") == []
     row_id = db.create("orders", {"sku": "kept"})
-    assert db.read("audit") == [{"id": 1, "event": "after_create", "row_id": row_id}]
+    # (ids: PostgreSQL does not give back the ids of rolled-back rows, SQLite does)
+    assert [(r["event"], r["row_id"]) for r in db.read("audit")] == [("after_create", row_id)]
 
 
 @pytest.mark.parametrize("event", ["before_create", "after_create"])
@@ -372,7 +389,10 @@ ENDERS = {
 
 
 @pytest.fixture
-def strict(db):
+def strict(sqlite_db):
+    """SQLite only: ON CONFLICT ROLLBACK and RAISE(ROLLBACK) are SQLite's (PostgreSQL aborts the
+    transaction at any error: see the tests after these)."""
+    db = sqlite_db
     db.upgrade(ENDING)
     db.create("codes", {"code": "taken"})
     return db
@@ -393,7 +413,7 @@ def exit_message(db, message):
 
 
 def committed(db):
-    """What another connection sees: committed rows only."""
+    """What another connection sees: committed rows only (SQLite)."""
     with closing(sqlite3.connect(db.path)) as raw:
         return (
             raw.execute("SELECT sku FROM orders ORDER BY id").fetchall(),
@@ -488,12 +508,13 @@ def test_an_error_that_ends_the_transaction_outside_a_session_is_just_that_error
 
 
 @pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested"])
-def test_a_transaction_ended_behind_the_layers_back_is_never_committed(db, nested):
+def test_a_transaction_ended_behind_the_layers_back_is_never_committed(db, engine, nested):
     # No public call ends a transaction without an error passing through the
-    # layer; a ROLLBACK on its own sqlite3 connection stands in for one that would.
+    # layer; a ROLLBACK on its own driver connection stands in for one that would.
+    how = "" if engine.postgres else " \\(SQLite rolled it back\\)"
     with pytest.raises(DatabaseError, match=(
         rf"^the transaction of this session on "
-        rf"{re.escape(db.label)} ended before the session did \(SQLite rolled it back\); "
+        rf"{re.escape(db.label)} ended before the session did{how}; "
         rf"nothing of the session was committed"
     )):
         with db.session():
@@ -501,8 +522,100 @@ def test_a_transaction_ended_behind_the_layers_back_is_never_committed(db, neste
             if nested:
                 with db.session():
                     db._threads.state.conn.execute("ROLLBACK")
-                with pytest.raises(DatabaseError, match=r"^this session on .* was rolled back by SQLite"):
+                refused = "aborted" if engine.postgres else "rolled back by SQLite"
+                with pytest.raises(DatabaseError, match=rf"^this session on .* was {refused}"):
                     db.create("orders", {"sku": "after"})
             else:
                 db._threads.state.conn.execute("ROLLBACK")
     assert skus(db) == []
+    db.create("orders", {"sku": "next"})  # the next session starts clean
+    assert skus(db) == ["next"]
+
+
+# ---------------------------------------------------------------- an error caught inside a session
+
+
+def test_a_statement_that_may_fail_goes_in_a_nested_session_on_every_engine(db, engine):
+    # The portable way to carry on after an expected failure: the nested
+    # session (a savepoint) undoes the failed statement alone.
+    db.create("orders", {"sku": "taken"})
+    with db.session():
+        db.create("orders", {"sku": "before"})
+        with pytest.raises(engine.integrity_error, match=engine.unique_violation("orders", "sku")):
+            with db.session():
+                db.create("orders", {"sku": "in the savepoint"})
+                db.create("orders", {"sku": "taken"})
+        db.update("orders", {"sku": "before"}, {"qty": 1})
+        db.create("orders", {"sku": "after"})
+    assert skus(db) == ["taken", "before", "after"]
+    assert db.read("orders", where={"sku": "before"})[0]["qty"] == 1
+
+
+def test_an_error_caught_in_a_session_without_a_nested_one(db, engine):
+    # SQLite undoes the failed statement and the session goes on. PostgreSQL
+    # aborts the transaction: every later call in the session is refused, and
+    # its end raises; nothing of it is committed.
+    db.create("orders", {"sku": "taken"})
+    if not engine.postgres:
+        with db.session():
+            db.create("orders", {"sku": "before"})
+            with pytest.raises(engine.integrity_error):
+                db.create("orders", {"sku": "taken"})
+            db.create("orders", {"sku": "after"})
+        assert skus(db) == ["taken", "before", "after"]
+        return
+    import psycopg
+
+    refused = (
+        rf'PostgreSQL refused a statement with UniqueViolation: duplicate key value violates unique constraint '
+        rf'"orders_sku_key"'
+    )
+    with pytest.raises(DatabaseError, match=(
+        rf"^the session on {re.escape(db.label)} was aborted: {refused}, an error caught inside the session; "
+        rf"nothing of the session was committed$"
+    )) as at_exit:
+        with db.session():
+            db.create("orders", {"sku": "before"})
+            with pytest.raises(psycopg.errors.UniqueViolation) as failed:
+                db.create("orders", {"sku": "taken"})
+            for call in every_later_call(db):
+                with pytest.raises(DatabaseError, match=(
+                    rf"^this session on {re.escape(db.label)} was aborted: {refused} \(an error caught inside the "
+                    rf"session\); nothing of it will be committed: leave the session$"
+                )) as later:
+                    call()
+                assert later.value.__cause__ is failed.value and later.value.path == db.label
+    assert at_exit.value.__cause__ is failed.value
+    assert engine.query("SELECT sku FROM orders ORDER BY id", name="sessions") == [("taken",)]
+    db.create("orders", {"sku": "next"})  # the next session starts clean
+    assert skus(db) == ["taken", "next"]
+
+
+def test_an_error_caught_inside_a_nested_session_that_carries_on(db, engine):
+    # SQLite: the nested session goes on. PostgreSQL: the nested session is
+    # aborted; leaving it raises DatabaseError, its work is rolled back, and
+    # the enclosing session carries on and commits its own work.
+    db.create("orders", {"sku": "taken"})
+    with db.session():
+        db.create("orders", {"sku": "outer"})
+        if not engine.postgres:
+            with db.session():
+                db.create("orders", {"sku": "inner"})
+                with pytest.raises(engine.integrity_error):
+                    db.create("orders", {"sku": "taken"})
+                db.create("orders", {"sku": "inner-after"})
+        else:
+            with pytest.raises(DatabaseError, match=(
+                rf"^the nested session on {re.escape(db.label)} was aborted: PostgreSQL refused a statement with "
+                rf"UniqueViolation: .*, an error caught inside it; its work was rolled back, the enclosing session "
+                rf"carries on$"
+            )):
+                with db.session():
+                    db.create("orders", {"sku": "inner"})
+                    with pytest.raises(engine.integrity_error):
+                        db.create("orders", {"sku": "taken"})
+                    with pytest.raises(DatabaseError, match=r"^this nested session on .* was aborted: .*: leave the nested session$"):
+                        db.create("orders", {"sku": "inner-after"})
+        db.create("orders", {"sku": "outer-after"})
+    expected = ["taken", "outer", "inner", "inner-after", "outer-after"] if not engine.postgres else ["taken", "outer", "outer-after"]
+    assert skus(db) == expected

@@ -1,4 +1,9 @@
-"""Values SQLite cannot store: refused with a TypeError naming the table and column, nothing stored."""
+"""Values SQLite cannot store: refused with a TypeError naming the table and column, nothing stored.
+
+SQLite only: which values an engine cannot store is the engine's own rule.
+PostgreSQL stores NaN and any int its column's type allows, and refuses
+the rest on the server (test_db_postgres.py tests its rules).
+"""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
-"""read(): where operators, order_by and limit, and what they refuse."""
+"""read(): where operators, order_by and limit, and what they refuse: on each engine."""
 
 from __future__ import annotations
 
 import pytest
 
-from taskcatalog.db import Migration, SchemaError, connect
+from taskcatalog.db import SchemaError
 
-SCHEMA = Migration("shop", "0001_items", "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, tag TEXT)")
+SCHEMA = "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, tag TEXT)"
 ROWS = [
     {"name": "apple", "qty": 3, "tag": "fruit"},
     {"name": "Avocado", "qty": 1, "tag": None},
@@ -17,9 +17,9 @@ ROWS = [
 
 
 @pytest.fixture
-def db(tmp_path):
-    with connect(tmp_path / "where.sqlite3") as db:
-        db.upgrade([SCHEMA])
+def db(engine):
+    with engine.connect("where") as db:
+        db.upgrade([engine.migration("shop", "0001_items", SCHEMA)])
         db.create_many("items", ROWS)
         yield db
 
@@ -46,8 +46,11 @@ def names(rows):
         ({"qty": ("in", (1, 7))}, ["Avocado", "banana"]),
         ({"qty": ("in", range(2))}, ["Avocado", "x'; DROP TABLE items; --"]),
         ({"name": ("in", [])}, []),
-        ({"name": ("like", "a%")}, ["apple", "Avocado"]),  # SQLite LIKE ignores ASCII case
+        ({"name": ("like", "a%")}, ["apple", "Avocado"]),  # LIKE ignores ASCII case (ILIKE on PostgreSQL)
         ({"name": ("LIKE", "%an%")}, ["banana"]),
+        ({"name": ("like", "x'; drop _able%")}, ["x'; DROP TABLE items; --"]),  # _ is any one character
+        ({"name": ("like", "%\\%")}, []),  # no escape character: a backslash is a backslash
+        ({"name": ("like", "%%%")}, [r["name"] for r in ROWS]),
         ({"qty": ("IN", [0])}, ["x'; DROP TABLE items; --"]),
         ({"name": "x'; DROP TABLE items; --"}, ["x'; DROP TABLE items; --"]),
         ({}, [r["name"] for r in ROWS]),
@@ -137,3 +140,15 @@ def test_in_with_none_is_refused_as_it_never_matches_null(db, values):
 def test_bad_order_by_is_refused_clearly(db, order_by, error, message):
     with pytest.raises(error, match=message):
         db.read("items", order_by=order_by)
+
+
+def test_where_nulls_sort(db, engine):
+    # SQLite sorts NULL before every value; PostgreSQL after (ascending),
+    # so a descending order puts them first there.
+    tags = [r["tag"] for r in db.read("items", order_by=["tag", "id"])]
+    if engine.postgres:
+        assert tags == ["fruit", "fruit", "veg", None, None]
+    else:
+        assert tags == [None, None, "fruit", "fruit", "veg"]
+    descending = [r["tag"] for r in db.read("items", order_by="-tag")]
+    assert descending == ([None, None, "veg", "fruit", "fruit"] if engine.postgres else ["veg", "fruit", "fruit", None, None])

@@ -3,8 +3,9 @@
 Backends are classes registered under the entry-point group
 ``taskcatalog.databases``, the entry-point name being the URL scheme
 (``sqlite = taskcatalog.db.sqlite:SQLiteConnection``). A plain path or
-``:memory:`` means SQLite, and SQLite works from a source checkout with no
-installed metadata.
+``:memory:`` means SQLite. The built-in backends, SQLite and PostgreSQL
+(``postgresql://`` and ``postgres://``, whose driver is an optional extra),
+also work from a source checkout with no installed metadata.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .sqlite import SQLiteConnection
 __all__ = ["connect", "backend"]
 
 GROUP = "taskcatalog.databases"
+#: The schemes of the PostgreSQL backend shipped in this distribution (``taskcatalog.db.postgres``).
+BUILTIN_POSTGRES = ("postgresql", "postgres")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
 
@@ -66,9 +69,14 @@ def _backend(scheme: str, search_path: tuple[str, ...]) -> type[Connection]:
         if not (isinstance(cls, type) and issubclass(cls, Connection)):
             raise DatabaseError(f"the database backend {scheme!r} ({entry.value}) is not a Connection class")
         return cls
+    # A source checkout without installed metadata still has the built-in backends.
     if scheme == "sqlite":
-        return SQLiteConnection  # a source checkout without installed metadata
-    known = sorted({entry.name for entry in entry_points(group=GROUP)} | {"sqlite"})
+        return SQLiteConnection
+    if scheme in BUILTIN_POSTGRES:
+        from .postgres import PostgresConnection  # its driver is imported only when a database is opened
+
+        return PostgresConnection
+    known = sorted({entry.name for entry in entry_points(group=GROUP)} | {"sqlite", *BUILTIN_POSTGRES})
     raise UnknownBackend(f"no database backend for the scheme {scheme!r}; known schemes: {', '.join(known)}")
 
 
@@ -79,9 +87,11 @@ def connect(url: str | PathLike[str], **options: Any) -> Connection:
     """Open the database at ``url`` with the backend its scheme names.
 
     ``url`` is a path, ``:memory:``, ``sqlite:///relative/path``,
-    ``sqlite:////absolute/path``, ``sqlite:///:memory:`` or another
+    ``sqlite:////absolute/path``, ``sqlite:///:memory:``,
+    ``postgresql://user@host:port/database`` (or ``postgres://``) or another
     backend's URL. ``options`` go to the backend (for SQLite: ``timeout``,
-    ``synchronous``, ``foreign_keys``).
+    ``synchronous``, ``foreign_keys``; for PostgreSQL: ``timeout``,
+    ``connect_timeout``).
     """
     cls = backend(_scheme_of(url))
     return cls(fspath(url) if isinstance(url, PathLike) else url, **options)

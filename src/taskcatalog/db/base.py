@@ -1,6 +1,6 @@
 """The ``Connection`` contract every database backend fulfils, and what they share.
 
-A backend (``sqlite/`` is the built-in one) implements the abstract methods:
+A backend (``sqlite/`` and ``postgres/`` are the built-in ones) implements the abstract methods:
 the public calls that need an engine (sessions, CRUD, wipe, backup, close)
 and a few named hooks (listed in the ``Connection`` docstring) through which
 this module and the migration runner (``migrate.py``) reach the engine.
@@ -102,7 +102,8 @@ class Connection(abc.ABC):
     through the first two), ``_tables``, ``_in_session``, ``_in_transaction`` and
     ``_migration_transaction`` (for the migration runner); and the class
     attributes ``param`` (the driver's placeholder) and ``engine_error`` (the
-    driver's base exception). Its write paths run the callbacks of
+    driver's base exception), and ``_operators`` where the engine spells a
+    ``where`` operator its own way. Its write paths run the callbacks of
     ``self._callbacks`` and roll the whole session back when one raises.
     """
 
@@ -112,6 +113,9 @@ class Connection(abc.ABC):
     param: ClassVar[str] = "?"
     #: The base class of the driver's errors: what a migration's failing statement raises.
     engine_error: ClassVar[type[Exception]] = Exception
+    #: How each ``where`` operator but ``in`` reads in SQL after the column, ``{p}`` standing
+    #: for the placeholder (a backend may spell one differently: PostgreSQL's ``like``).
+    _operators: ClassVar[Mapping[str, str]] = {op: f"{sql} {{p}}" for op, sql in _COMPARE.items()}
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -368,7 +372,7 @@ class Connection(abc.ABC):
                         f"with =); use None or ('!=', None) to match on NULL"
                     )
                 if not items:
-                    parts.append("0")  # IN () matches nothing; SQL has no empty list
+                    parts.append("1 = 0")  # IN () matches nothing; SQL has no empty list (and PostgreSQL no integer truth)
                 else:
                     parts.append(f"{column} IN ({', '.join([p] * len(items))})")
                     params.extend(items)
@@ -384,7 +388,7 @@ class Connection(abc.ABC):
                     # SQL compares NULL to nothing: the filter would silently match no row.
                     raise ValueError(f"where[{name!r}]: {op!r} with None matches nothing; use None or ('!=', None)")
             else:
-                parts.append(f"{column} {_COMPARE[op]} {p}")
+                parts.append(f"{column} {self._operators[op].replace('{p}', p)}")
                 params.append(value)
                 names.append(checked)
         return " AND ".join(parts), (params, names)

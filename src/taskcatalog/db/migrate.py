@@ -5,7 +5,8 @@ it, through a handful of hooks every ``Connection`` implements (see its
 docstring): ``_execute`` for bookkeeping, ``_execute_migration`` for a
 migration's own statements, ``_tables``, ``_in_session``, ``_in_transaction``
 and ``_migration_transaction``, the transaction one migration runs in (where
-SQLite turns foreign keys off and checks them before the commit).
+SQLite turns foreign keys off and checks them before the commit, and
+PostgreSQL takes an advisory lock).
 
 Each migration runs in its own transaction and is recorded, with its
 checksum and the tables it created, in the same one: it is applied whole or
@@ -88,8 +89,6 @@ def upgrade(
         raise _drift_error(db.label, drifted, ordered)
     if not any(s.state == "pending" for s in states):
         return []  # the usual case when a process opens a database: no write lock taken
-    with db.session():
-        db._execute(BOOKKEEPING_DDL)
     done = []
     try:
         for migration in ordered:
@@ -105,7 +104,11 @@ def _apply(db: Connection, migration: Migration) -> bool:
     statements = split_statements(migration)
     p = db.param
     with db._migration_transaction(migration):
-        # Holding the write lock, look again: another process may have
+        # The bookkeeping table is made here, under the lock the engine takes
+        # for migrations: two PostgreSQL processes running CREATE TABLE IF NOT
+        # EXISTS at once would otherwise collide in the catalog.
+        db._execute(BOOKKEEPING_DDL)
+        # Holding the lock, look again: another process may have
         # applied this migration while this one waited for the lock.
         record = db._execute(
             f"SELECT checksum FROM {BOOKKEEPING_TABLE} WHERE namespace = {p} AND id = {p}",
@@ -126,7 +129,7 @@ def _apply(db: Connection, migration: Migration) -> bool:
             except db.engine_error as exc:
                 raise MigrationError(
                     f"migration {migration.name} failed at statement {number} of {len(statements)} "
-                    f"({migration.location(statement.line)}) on {db.label}: {exc}; "
+                    f"({migration.location(statement.line)}) on {db.label}: {_first_line(exc)}; "
                     f"nothing of it was applied\n  {statement.head}",
                     path=migration.path or db.label,
                     line=statement.line,
@@ -164,3 +167,9 @@ def _drift_error(label: str, drifted: list[MigrationStatus], ordered: list[Migra
         f"nothing was applied. Restore the applied SQL and put changes in a new migration",
         path=first.path or label,
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    """The engine's message for a failed statement, its first line (PostgreSQL adds LINE/DETAIL/HINT lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

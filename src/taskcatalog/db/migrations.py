@@ -46,7 +46,8 @@ _ID = re.compile(r"(\d+)_[A-Za-z0-9_-]+")
 _FILE = re.compile(r"(\d+_[A-Za-z0-9_-]+)\.sql")
 _NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Statements that would end or nest the transaction each migration runs in.
-_TRANSACTION = re.compile(r"(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE)
+# (START TRANSACTION and ABORT are PostgreSQL's spellings of BEGIN and ROLLBACK.)
+_TRANSACTION = re.compile(r"(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE|START\s+TRANSACTION|ABORT)\b", re.IGNORECASE)
 _LEADING_COMMENTS = re.compile(r"(\s+|--[^\n]*(\n|$)|/\*.*?\*/)*", re.DOTALL)
 
 
@@ -232,23 +233,29 @@ def split_statements(migration: Migration) -> list[Statement]:
     ``sqlite3.executescript`` would COMMIT on its own, so a backend runs the
     statements one at a time inside its own transaction. Text is cut at each
     ``;`` where ``sqlite3.complete_statement`` agrees a statement ends, which
-    respects quotes, comments and ``CREATE TRIGGER ... BEGIN ... END;``.
+    respects quotes, comments and ``CREATE TRIGGER ... BEGIN ... END;``. It
+    is asked about a copy of the text in which PostgreSQL's own syntax reads
+    as SQLite's (``_masked``): a dollar-quoted body (``$$ ... ; ... $$``, a
+    function's) is one string, and a ``CREATE TRIGGER ... EXECUTE FUNCTION``
+    ends at its ``;`` rather than waiting for an ``END``.
     """
     sql = migration.sql
+    masked = _masked(sql)
     pieces = []  # (offset in sql, text)
     offset = 0
     buffer = ""
-    for piece in sql.split(";"):
+    for piece in masked.split(";"):
         buffer += piece + ";"
         if sqlite3.complete_statement(buffer):
-            pieces.append((offset, buffer))
+            # The text of the original: the masked copy has the same length.
+            pieces.append((offset, sql[offset : offset + len(buffer)]))
             offset += len(buffer)
             buffer = ""
     # The split added a ';' after the last piece; whatever is left is a final
     # statement without a semicolon, or only whitespace and comments.
     tail = buffer[:-1]
     if tail.strip():
-        pieces.append((offset, tail))
+        pieces.append((offset, sql[offset:]))
     statements = []
     for offset, text in pieces:
         start = _comments_end(text)
@@ -296,6 +303,45 @@ def status(migrations: list[Migration], applied: Mapping[tuple[str, str], Applie
                 MigrationStatus(record.namespace, record.id, "missing", None, record.checksum, record.applied_at)
             )
     return result
+
+
+# Where a dollar quote may open: $$ or $tag$, not inside a name (a$b$c is one
+# identifier), a string, a quoted name or a comment (matched first, to skip).
+_QUOTED = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|(?<![A-Za-z0-9_$])(\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$)""",
+    re.DOTALL,
+)
+# PostgreSQL's trigger: its body is a function, so it has no BEGIN ... END of its own.
+_PG_TRIGGER = re.compile(
+    r"\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:CONSTRAINT\s+)?(TRIGGER)\b[^;]*?\bEXECUTE\s+(?:FUNCTION|PROCEDURE)\b",
+    re.IGNORECASE,
+)
+
+
+def _masked(sql: str) -> str:
+    """``sql`` with PostgreSQL's syntax made readable to ``sqlite3.complete_statement``, same length.
+
+    A dollar-quoted string becomes a single-quoted one of filler; the word
+    TRIGGER of a PostgreSQL ``CREATE TRIGGER`` becomes a plain word, so the
+    statement ends at its ``;``.
+    """
+    if "$" not in sql and "EXECUTE" not in sql.upper():
+        return sql
+    spans = []  # (start, end) of each dollar-quoted string
+    position = 0
+    while (found := _QUOTED.search(sql, position)) is not None:
+        tag = found.group(1)
+        if tag is None:  # a string, quoted name or comment: skip it whole
+            position = found.end()
+            continue
+        close = sql.find(tag, found.end())
+        end = len(sql) if close < 0 else close + len(tag)
+        spans.append((found.start(), end))
+        position = end
+    masked = sql
+    for start, end in spans:
+        masked = masked[:start] + "'" + "_" * (end - start - 2) + "'" + masked[end:]
+    return _PG_TRIGGER.sub(lambda m: m.group(0).replace(m.group(1), "TRIGGEX", 1), masked)
 
 
 def _comments_end(text: str) -> int:
