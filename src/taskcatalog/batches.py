@@ -51,8 +51,8 @@ _MAX_ERROR = 2000  # characters of an error message kept with its row
 # seconds (at least one, at most _MOST_CLAIMED): a claim costs a transaction,
 # so cheap rows are claimed in ranges, while slow rows are claimed one at a
 # time and every executor of a batch keeps busy until its end.
-_CLAIM_SECONDS = 0.002
-_MOST_CLAIMED = 64
+_CLAIM_SECONDS = 0.005
+_MOST_CLAIMED = 256
 
 # Rows change only while their batch is pending, checked in the statement that
 # changes them: a check before it could race with the start of an execute().
