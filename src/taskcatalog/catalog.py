@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .batches import Batches
 from .config import load_config
 from .contributions import INTERFACES, PLUGINS, contributions
-from .context import CallContext, call_id_of, next_call_number, process_prefix
+from .context import CallContext, Context, call_id_of, new_call_context, next_call_number, process_prefix
 from .databases import CustomerDatabases, open_catalog_database
 from .errors import ArgumentError, CatalogError, ConfigError, brief
 from .loading import LoadedInterface
@@ -47,7 +47,6 @@ LOG = logging.getLogger("taskcatalog.catalog")
 _NO_DATA: Mapping[str, Any] = {"customer": None}
 _SKIPPED = object()  # what _invoke returns for a task that was not actionable
 _MISSING: Any = object()  # a context without a customer key
-_new_context = CallContext.__new__
 
 
 def _folders(value: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], role: str) -> tuple[str, ...]:
@@ -348,36 +347,59 @@ class Catalog:
         ``CatalogError``s; exceptions raised by the entrypoint propagate
         unchanged; a task that is not actionable returns None.
         """
-        if self._buffer is None:
-            call_ctx = _new_context(CallContext)  # no __init__ frame: this is the hot path
+        call_ctx = new_call_context()
+        if self._buffer is not None:
             call_ctx._number = next_call_number()
-            value = self._invoke(name, version, ctx, kwargs, call_ctx)
-        else:
-            value = self._recorded(name, version, ctx, kwargs, next_call_number())
+            value = self._recorded(name, version, ctx, kwargs, call_ctx)
+            return None if value is _SKIPPED else value
+        # The commonest call is made here: telemetry off, no automatic reload,
+        # a dict or a Context, a route already resolved to a plain function.
+        # That spares it _invoke's frame and general dispatch (3 to 6% of the
+        # call in bench/dispatch.py). _invoke makes such calls the same way,
+        # for run and nested calls, and makes every other call.
+        kind = type(ctx)
+        data: Mapping[str, Any] | None = ctx if kind is dict else ctx._data if kind is Context else None
+        if data is not None and self._next_scan is None:
+            try:
+                route = self._routes[(name, version, data["customer"], type(version))]
+            except (KeyError, TypeError):  # _invoke says what is wrong, or resolves the route
+                route = None
+            if route is not None and route.plain:
+                call_ctx._route, call_ctx._data, call_ctx.parent_id = route, data, None
+                try:
+                    return route.target(call_ctx, **kwargs)
+                except TypeError as exc:
+                    if _unbound(exc):
+                        raise route.argument_error(kwargs) from None
+                    raise
+        value = self._invoke(name, version, ctx, kwargs, call_ctx)
         return None if value is _SKIPPED else value
 
     def run(self, name: str, version: int | str | None, ctx: Any = None, /, **kwargs: Any) -> CallResult:
         """Like ``call``, but never raises for a failure: returns a ``CallResult``."""
-        number = next_call_number()
+        call_ctx = new_call_context()
+        call_ctx._number = number = next_call_number()
         start = perf_counter()
         try:
             if self._buffer is None:
-                call_ctx = _new_context(CallContext)
-                call_ctx._number = number
                 value = self._invoke(name, version, ctx, kwargs, call_ctx)
             else:
-                value = self._recorded(name, version, ctx, kwargs, number)
+                value = self._recorded(name, version, ctx, kwargs, call_ctx)
         except Exception as exc:
             return CallResult("error", None, exc, call_id_of(number), perf_counter() - start)
         status = "skipped" if value is _SKIPPED else "ok"
         return CallResult(status, None if value is _SKIPPED else value, None, call_id_of(number), perf_counter() - start)
 
-    def _recorded(self, name: str, version: Any, ctx: Any, kwargs: dict[str, Any], number: int) -> Any:
-        """``_invoke``, timed, and recorded into the telemetry buffer whatever happens."""
-        call_ctx = _new_context(CallContext)
-        call_ctx._number = number
-        spans: list[list[int]] = []  # the route's timed plugins append here
-        call_ctx._spans = spans
+    def _recorded(self, name: str, version: Any, ctx: Any, kwargs: dict[str, Any], call_ctx: CallContext) -> Any:
+        """``_invoke``, timed, and recorded into the telemetry buffer whatever happens.
+
+        ``call_ctx`` comes with its call number. The record is a tuple of
+        plain values, its plugin spans a tuple of tuples of ints: the
+        collector stops tracking such tuples as it meets them (one level of
+        nesting per collection), where a list would stay tracked for as long
+        as the record waits in the buffer.
+        """
+        call_ctx._spans = ()  # the slot calls add each plugin run's span
         start = perf_counter_ns()  # integers: cheap to hand to the store in bulk
         try:
             value = self._invoke(name, version, ctx, kwargs, call_ctx)
@@ -385,8 +407,8 @@ class Catalog:
             self._record_failure(call_ctx, name, version, ctx, start, perf_counter_ns() - start, exc)
             raise
         self._buffer.append((  # type: ignore[union-attr]
-            number, call_ctx._route.key, start, perf_counter_ns() - start,
-            "skipped" if value is _SKIPPED else "ok", call_ctx.parent_id, None, None, spans,
+            call_ctx._number, call_ctx._route.key, start, perf_counter_ns() - start,
+            "skipped" if value is _SKIPPED else "ok", call_ctx.parent_id, None, None, call_ctx._spans,
         ))
         return value
 
@@ -410,10 +432,12 @@ class Catalog:
         ))
 
     def _invoke(self, name: str, version: Any, ctx: Any, kwargs: dict[str, Any], call_ctx: CallContext) -> Any:
-        """Resolve and run one call: the hot path shared by ``call``, ``run`` and ``ctx.call``.
+        """Resolve and run one call: the path of ``run``, of nested calls, of recorded calls, and of
+        every call ``call`` does not make itself.
 
-        ``call_ctx`` comes with its call number (and, when recording, its
-        list of plugin spans); this fills in the route and the data.
+        ``call_ctx`` is new (with its call number and spans when recorded);
+        this fills in the route, the data and the parent. A route not
+        resolved yet, or deprecated, goes through ``_resolve``.
         """
         if self._next_scan is not None and time.monotonic() >= self._next_scan:
             self._poll()
@@ -421,7 +445,14 @@ class Catalog:
         data: Mapping[str, Any]
         parent: str | None
         if type(ctx) is dict:  # the classic dict context, the commonest case
-            customer, data, parent = ctx.get("customer", _MISSING), ctx, None
+            data, parent = ctx, None
+            try:
+                customer = ctx["customer"]
+            except KeyError:
+                customer = _MISSING
+        elif type(ctx) is Context:  # its data is a dict with the customer (see Context)
+            data, parent = ctx._data, None
+            customer = data["customer"]
         elif ctx is None:
             customer, data, parent = None, _NO_DATA, None
         elif type(ctx) is CallContext:  # a nested call: same customer and data
@@ -435,31 +466,11 @@ class Catalog:
         # The customer name is validated by _resolve, once per route. The
         # version's type is part of the key: True == 1 and 1.0 == 1, but
         # neither is a valid version and must not hit the route of 1.
-        key = (name, version, customer, type(version))
+        key: RouteKey = (name, version, customer, type(version))
         try:
-            route = self._routes.get(key)
-        except TypeError:  # something unhashable: let _resolve say what is wrong
+            route = self._routes[key]
+        except (KeyError, TypeError):  # not resolved yet, or unhashable: _resolve says what is wrong
             route = None
-        if route is not None and route.plain:
-            call_ctx._route, call_ctx._data, call_ctx.parent_id = route, data, parent
-            try:
-                return route.target(call_ctx, **kwargs)
-            except TypeError as exc:
-                if _unbound(exc):
-                    raise route.argument_error(kwargs) from None
-                raise
-        return self._invoke_special(key, route, data, parent, kwargs, call_ctx)
-
-    def _invoke_special(
-        self,
-        key: RouteKey,
-        route: Route | None,
-        data: Mapping[str, Any],
-        parent: str | None,
-        kwargs: dict[str, Any],
-        call_ctx: CallContext,
-    ) -> Any:
-        """The rest of ``_invoke``: a route not resolved yet, deprecated, a task, or checked by hand."""
         if route is None or route.deprecation is not None:
             route = self._resolve(key, route, data)
         if route.check_args:

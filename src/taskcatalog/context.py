@@ -5,19 +5,19 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+import threading
+from abc import ABCMeta
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .naming import check_customer_name
 from .slots import PluginCaller
-
-_new_caller = PluginCaller.__new__
 
 if TYPE_CHECKING:
     from .db import Connection
     from .routes import Route
 
-__all__ = ["Context", "CallContext"]
+__all__ = ["Context", "CallContext", "new_call_context"]
 
 _LOG = logging.getLogger("taskcatalog.call")
 
@@ -44,6 +44,11 @@ class Context(_ReadOnlyData):
     ``Context("customer_1", user="ann")`` reads like the classic dict
     context ``{"customer": "customer_1", "user": "ann"}``; it is a read-only
     mapping, and the customer name is checked at once.
+
+    ``_data`` is a dict holding ``"customer"`` and never changes after
+    ``__init__``: the catalog's call path reads it directly (a ``Context``,
+    not a subclass), sparing each call and each ``ctx[key]`` inside it the
+    ``Mapping`` methods' frames.
     """
 
     __slots__ = ()
@@ -66,7 +71,9 @@ class Context(_ReadOnlyData):
 # Call ids: a per-process prefix and a counter. Cheaper than uuid4 on every
 # call, unique across processes that share a telemetry database: a forked
 # child gets a fresh prefix, so its ids never repeat its parent's. A call
-# takes a number (one C-level ``next``); the id string is made when read.
+# takes a number (one C-level ``next``) when it is recorded, when ``run``
+# reports it, or else when its id is first read; the id string is made when
+# read. Most unrecorded calls never need one.
 _prefix = ""
 
 
@@ -78,6 +85,7 @@ def _new_prefix() -> None:
 _new_prefix()
 os.register_at_fork(after_in_child=_new_prefix)
 next_call_number = itertools.count(1).__next__
+_numbering = threading.Lock()  # a call context's first call_id read, in two threads at once
 
 
 def call_id_of(number: int) -> str:
@@ -89,7 +97,20 @@ def process_prefix() -> str:
     return _prefix
 
 
-class CallContext(_ReadOnlyData):
+class _MadeByTheCatalog(ABCMeta):
+    """The metaclass of ``CallContext``: calling the class is refused, with what to do instead.
+
+    The catalog makes call contexts with ``new_call_context``, the ordinary
+    construction underneath this refusal. (Refusing in ``__init__`` would
+    leave the catalog ``object.__new__(CallContext)``, which builds an
+    argument tuple, on every call: about 20 ns more.)
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("CallContext is made by the catalog for each call; executors pass a Context")
+
+
+class CallContext(_ReadOnlyData, metaclass=_MadeByTheCatalog):
     """The first argument of every entrypoint and plugin during a call.
 
     Attributes describe the call (``customer``, ``interface``, ``version``,
@@ -101,22 +122,31 @@ class CallContext(_ReadOnlyData):
     """
 
     # The contract with the catalog: its call path makes each call context
-    # with ``CallContext.__new__`` and fills these slots itself (no __init__
-    # frame on the hot path); ``slots.py`` reads ``_route``. ``_log`` stays
-    # unset until first read.
+    # with ``new_call_context()`` and fills these slots itself (no __init__
+    # frame on the hot path); ``slots.py`` reads ``_route`` and adds to
+    # ``_spans``. ``_number`` is set by the catalog when it records the call
+    # or reports its id (``run``), else by ``call_id`` on first read; ``_log``
+    # stays unset until first read.
     __slots__ = ("_route", "_number", "parent_id", "_log", "_spans")
     _route: Route  # the resolved call: interface, version, customer, slot tables, host catalog
     _number: int  # this process's call counter value; ``call_id`` formats it
     parent_id: str | None  #: the call id of the call that made this one with ``ctx.call``, or None
     _log: logging.LoggerAdapter[logging.Logger]
-    _spans: list[list[int]]  # when recording: [plugin key, start ns, duration ns] per plugin run
-
-    def __init__(self) -> None:
-        raise TypeError("CallContext is made by the catalog for each call; executors pass a Context")
+    # When recording: (plugin key, start ns, duration ns) per plugin run, in
+    # tuples, which the collector can stop tracking (see Catalog._recorded).
+    _spans: tuple[tuple[int, int, int], ...]
 
     @property
     def call_id(self) -> str:
-        return call_id_of(self._number)
+        try:
+            number = self._number
+        except AttributeError:  # the first read, in a call that is neither recorded nor run
+            with _numbering:
+                try:
+                    number = self._number
+                except AttributeError:
+                    number = self._number = next_call_number()
+        return call_id_of(number)
 
     @property
     def customer(self) -> str | None:
@@ -132,7 +162,7 @@ class CallContext(_ReadOnlyData):
 
     @property
     def plugins(self) -> PluginCaller:
-        caller = _new_caller(PluginCaller)  # no __init__ frame: read on every slot call
+        caller = PluginCaller()  # read on every ctx.plugins.call: no __init__ frame
         caller._ctx = self
         return caller
 
@@ -164,3 +194,8 @@ class CallContext(_ReadOnlyData):
             f"<CallContext {self.interface} v{self.version} customer={self.customer!r} "
             f"call_id={self.call_id}>"
         )
+
+
+#: A new, empty call context, for the catalog: ``type.__call__`` bound to the
+#: class, which constructs it as calling a class without ``__init__`` does.
+new_call_context: Callable[[], CallContext] = type.__call__.__get__(CallContext)

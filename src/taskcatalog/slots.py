@@ -1,16 +1,24 @@
 """Calling the plugins of a slot, on the path of every plugin call.
 
-``call_if_present(ctx, slot, ...)`` is the classic helper and the one
-implementation behind ``ctx.plugins.call``: a dictionary lookup in the
-route's slot table, the plugin call and, when the slot declares ``returns``,
-one ``isinstance``. Everything it reads was precomputed by ``binding.py``;
-errors are built by the route, so they name the whole call.
+``call_if_present(ctx, slot, ...)`` is the classic helper, and it is
+``ctx.plugins.call`` too (``PluginCaller.call`` is the same function): one
+slot call path, whichever way an entrypoint spells it. It is a dictionary
+lookup in the route's slot table, the plugin call and, when the slot
+declares ``returns``, one ``isinstance``. Everything it reads was
+precomputed by ``binding.py``; errors are built by the route, so they name
+the whole call.
+
+When telemetry records a route, its slot table holds ``RecordedSlot``s (made
+once per route by ``timed_table``), which carry each plugin's span key:
+a plugin run then adds ``(span key, start ns, duration ns)`` to the call's
+spans. The timing is written into the slot call rather than wrapped around
+each plugin, since a wrapper costs every recorded plugin run a frame and a
+second forwarding of its arguments.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
+from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +30,16 @@ if TYPE_CHECKING:
     from .context import CallContext
     from .routes import Route
 
-__all__ = ["call_if_present", "PluginCaller", "timed_table"]
+__all__ = ["call_if_present", "PluginCaller", "RecordedSlot", "timed_table"]
 
 _NOT_FOUND: tuple[bool, Any] = (False, None)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedSlot(SlotBinding):
+    """A slot of a route whose calls telemetry records: the span key of each plugin, in order."""
+
+    span_keys: tuple[int, ...] = ()
 
 
 def call_if_present(ctx: Any, slot_id: SlotId, /, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
@@ -34,11 +49,13 @@ def call_if_present(ctx: Any, slot_id: SlotId, /, *args: Any, **kwargs: Any) -> 
     result (``(False, None)`` without a plugin); for a ``many=True`` slot it is
     the list of results, and ``found`` says whether there was any plugin.
 
-    The classic helper; ``ctx.plugins.call`` does the same. Both are on the
-    path of every plugin call, so each runs a filled single slot itself (the
-    lines below, repeated in ``PluginCaller.call``: a shared helper would cost
-    every plugin call one more frame) and leaves the rest to ``_other_slot``.
+    Called as ``ctx.plugins.call(...)``, ``ctx`` is the ``PluginCaller``.
+    The plugin is called in the form its caller used (positional arguments,
+    keywords, or both): forwarding an empty ``*args`` or ``**kwargs`` would
+    still build a tuple or copy a dict, which costs more than the test.
     """
+    if type(ctx) is PluginCaller:
+        ctx = ctx._ctx
     try:
         route = ctx._route
         binding = route.slots[slot_id]
@@ -49,10 +66,20 @@ def call_if_present(ctx: Any, slot_id: SlotId, /, *args: Any, **kwargs: Any) -> 
     single = binding.single
     if single is None:
         return _other_slot(ctx, route, binding, args, kwargs)
+    recorded = binding if type(binding) is RecordedSlot else None
+    start = 0 if recorded is None else perf_counter_ns()
     try:
-        value = single(ctx, *args, **kwargs)
+        if not kwargs:
+            value = single(ctx, *args)
+        elif not args:
+            value = single(ctx, **kwargs)
+        else:
+            value = single(ctx, *args, **kwargs)
     except Exception as exc:
         raise route.plugin_failed(binding, 0, exc) from exc
+    finally:
+        if recorded is not None:
+            ctx._spans += ((recorded.span_keys[0], start, perf_counter_ns() - start),)
     if binding.accepts is not None and not isinstance(value, binding.accepts):
         raise route.plugin_returned(binding, 0, value)
     return True, value
@@ -65,12 +92,17 @@ def _other_slot(
     if not binding.many:
         return _NOT_FOUND
     accepts = binding.accepts
+    recorded = binding if type(binding) is RecordedSlot else None
     values: list[Any] = []
     for index, function in enumerate(binding.functions):
+        start = 0 if recorded is None else perf_counter_ns()
         try:
             value = function(ctx, *args, **kwargs)
         except Exception as exc:
             raise route.plugin_failed(binding, index, exc) from exc
+        finally:
+            if recorded is not None:
+                ctx._spans += ((recorded.span_keys[index], start, perf_counter_ns() - start),)
         if accepts is not None and not isinstance(value, accepts):
             raise route.plugin_returned(binding, index, value)
         values.append(value)
@@ -78,33 +110,20 @@ def _other_slot(
 
 
 class PluginCaller:
-    """``ctx.plugins``: the slots of the running entrypoint, for its customer."""
+    """``ctx.plugins``: the slots of the running entrypoint, for its customer.
+
+    The call context makes one per ``ctx.plugins`` read, by calling the class
+    with no arguments (no ``__init__`` frame) and setting ``_ctx``.
+    """
 
     __slots__ = ("_ctx",)
 
     _ctx: CallContext
 
-    def __init__(self, ctx: CallContext) -> None:
-        self._ctx = ctx
-
-    def call(self, slot_id: SlotId, /, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
-        """Run the plugins in ``slot_id``; return ``(found, value)`` (see ``call_if_present``)."""
-        ctx = self._ctx
-        route = ctx._route
-        try:
-            binding = route.slots[slot_id]
-        except (KeyError, TypeError):
-            raise route.undeclared_slot(slot_id) from None
-        single = binding.single
-        if single is None:
-            return _other_slot(ctx, route, binding, args, kwargs)
-        try:
-            value = single(ctx, *args, **kwargs)
-        except Exception as exc:
-            raise route.plugin_failed(binding, 0, exc) from exc
-        if binding.accepts is not None and not isinstance(value, binding.accepts):
-            raise route.plugin_returned(binding, 0, value)
-        return True, value
+    #: ``call(slot_id, /, *args, **kwargs)``: run the plugins in ``slot_id`` and
+    #: return ``(found, value)``. It is ``call_if_present`` itself, which takes
+    #: the context from the caller.
+    call = call_if_present
 
     def slots(self) -> list[SlotId]:
         """The slots the running entrypoint declares."""
@@ -116,33 +135,16 @@ class PluginCaller:
         return bool(binding and binding.functions)
 
 
-def _timed(function: Callable[..., Any], key: int) -> Callable[..., Any]:
-    """``function``, adding [plugin key, start, duration] (ns) to the call's spans as it returns or raises."""
-
-    def timed(ctx: CallContext, *args: Any, **kwargs: Any) -> Any:
-        start = perf_counter_ns()
-        try:
-            return function(ctx, *args, **kwargs)
-        finally:
-            ctx._spans.append([key, start, perf_counter_ns() - start])
-
-    return timed
-
-
 def timed_table(table: SlotTable, recording: Buffers) -> SlotTable:
-    """The slot table of a route whose plugin runs are recorded (telemetry on).
+    """The slot table of a route whose calls telemetry records: each slot with its plugins' span keys.
 
-    The wrapping happens once per route, so a catalog without telemetry pays
-    nothing for it and one with telemetry pays one frame per plugin run.
+    Made once per route, so a catalog without telemetry pays nothing for it.
     """
-    timed = {}
-    for slot_id, binding in table.items():
-        functions = tuple(
-            _timed(function, recording.span_keys(slot_id, plugin.name))
-            for function, plugin in zip(binding.functions, binding.plugins)
+    return {
+        slot_id: RecordedSlot(
+            binding.contract,
+            binding.plugins,
+            tuple(recording.span_keys(slot_id, plugin.name) for plugin in binding.plugins),
         )
-        copy = dataclasses.replace(binding)
-        object.__setattr__(copy, "functions", functions)
-        object.__setattr__(copy, "single", functions[0] if binding.single is not None else None)
-        timed[slot_id] = copy
-    return timed
+        for slot_id, binding in table.items()
+    }
