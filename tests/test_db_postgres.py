@@ -409,3 +409,19 @@ def test_restore_inside_a_session_and_backup_onto_a_folder_are_refused(db, tmp_p
     assert str(raised.value) == f"cannot back up {db.label} to {tmp_path}: it is a folder"
     with pytest.raises(TypeError, match=r"backup\(\) path must be a str or path, not int"):
         db.backup(3)
+
+
+def test_a_catalog_database_on_postgresql_is_refused_clearly_for_now(postgres, tmp_path):
+    """The catalog's own tables (telemetry, batches) have SQLite migrations only so far: a
+    PostgreSQL URL as the catalog database is one clear error, and nothing is created there."""
+    from taskcatalog import Catalog, CatalogError
+
+    url = postgres.url("catalog")
+    (tmp_path / "interfaces").mkdir()
+    with pytest.raises(CatalogError) as raised:
+        Catalog(tmp_path / "interfaces", [], database=url)
+    assert str(raised.value).endswith(
+        "the catalog's own tables (telemetry, batches) exist for SQLite only so far, not for postgresql; "
+        "give the catalog a SQLite database (taskcatalog.db.connect works on postgresql)"
+    )
+    assert postgres.tables("catalog") == []

@@ -393,11 +393,13 @@ class Catalog:
     def _recorded(self, name: str, version: Any, ctx: Any, kwargs: dict[str, Any], call_ctx: CallContext) -> Any:
         """``_invoke``, timed, and recorded into the telemetry buffer whatever happens.
 
-        ``call_ctx`` comes with its call number. The record is a tuple of
-        plain values, its plugin spans a tuple of tuples of ints: the
-        collector stops tracking such tuples as it meets them (one level of
-        nesting per collection), where a list would stay tracked for as long
-        as the record waits in the buffer.
+        ``call_ctx`` comes with its call number. The record is one flat
+        tuple of plain values, its plugin spans (key, start, duration per
+        plugin run, see telemetry.RawCall) appended to it: the collector
+        stops tracking such a tuple the first time it meets it, where a
+        nested tuple is untracked one level per collection (a record would
+        be promoted, and counted towards full collections, for as long as it
+        waits in the buffer), and a list would stay tracked.
         """
         call_ctx._spans = ()  # the slot calls add each plugin run's span
         start = perf_counter_ns()  # integers: cheap to hand to the store in bulk
@@ -408,8 +410,8 @@ class Catalog:
             raise
         self._buffer.append((  # type: ignore[union-attr]
             call_ctx._number, call_ctx._route.key, start, perf_counter_ns() - start,
-            "skipped" if value is _SKIPPED else "ok", call_ctx.parent_id, None, None, call_ctx._spans,
-        ))
+            "skipped" if value is _SKIPPED else "ok", call_ctx.parent_id, None, None,
+        ) + call_ctx._spans)
         return value
 
     def _record_failure(
@@ -428,8 +430,8 @@ class Catalog:
                 customer,
             )
         self._buffers.calls.append((
-            call_ctx._number, key, start, duration, "error", parent, type(exc).__name__, brief(exc), call_ctx._spans,
-        ))
+            call_ctx._number, key, start, duration, "error", parent, type(exc).__name__, brief(exc),
+        ) + call_ctx._spans)
 
     def _invoke(self, name: str, version: Any, ctx: Any, kwargs: dict[str, Any], call_ctx: CallContext) -> Any:
         """Resolve and run one call: the path of ``run``, of nested calls, of recorded calls, and of

@@ -134,7 +134,7 @@ class CallContext(_ReadOnlyData, metaclass=_MadeByTheCatalog):
     _log: logging.LoggerAdapter[logging.Logger]
     # When recording: (plugin key, start ns, duration ns) per plugin run, in
     # tuples, which the collector can stop tracking (see Catalog._recorded).
-    _spans: tuple[tuple[int, int, int], ...]
+    _spans: tuple[int, ...]  # (span key, start ns, duration ns) of each plugin run, flat
 
     @property
     def call_id(self) -> str:

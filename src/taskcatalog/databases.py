@@ -35,7 +35,13 @@ def open_catalog_database(url: str | os.PathLike[str]) -> Connection:
     """Open the catalog database (creating it and its folders) and apply the catalog's migrations."""
     db = connect(url)
     try:
-        applied = db.upgrade(catalog_migrations(db.dialect))
+        migrations = catalog_migrations(db.dialect)
+        if not migrations:
+            raise CatalogError(
+                f"{db.label}: the catalog's own tables (telemetry, batches) exist for SQLite only so far, "
+                f"not for {db.dialect}; give the catalog a SQLite database (taskcatalog.db.connect works on {db.dialect})"
+            )
+        applied = db.upgrade(migrations)
     except BaseException:
         db.close()
         raise

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from importlib import resources
-from itertools import repeat
+from itertools import chain, groupby, repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,7 @@ from .db import connect
 from .db.migrations import Migration
 from .errors import DatabaseError
 from .records import BUCKET_COUNT, HOUR, CallRecord, CallStats, PluginSpan, bucket_upper, percentiles, utc
-from .telemetry import Batch, Buffers
+from .telemetry import Batch, Buffers, RawCall
 
 if TYPE_CHECKING:
     from .db import Connection
@@ -66,7 +66,9 @@ Row = tuple[Any, ...]
 def catalog_migrations(dialect: str) -> list[Migration]:
     """The catalog's own migrations for an engine, shipped as package data (``schema/<dialect>/``)."""
     folder = resources.files("taskcatalog").joinpath("schema", dialect)
-    migrations = []
+    migrations: list[Migration] = []
+    if not folder.is_dir():  # an engine the catalog has no tables for yet
+        return migrations
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".sql"):
             migrations.append(Migration(NAMESPACE, entry.name[:-4], entry.read_text(encoding="utf-8")))
@@ -107,13 +109,16 @@ class MemoryStore:
         prefix, offset = self._prefix(), self._offset()
         keys = self.buffers.call_keys.values
         rows = []
-        for number, key, start, nanoseconds, status, parent, etype, error, spans in list(self.buffers.calls):
+        for record in list(self.buffers.calls):
+            number, key, start, nanoseconds, status, parent, etype, error = record[:8]
             name, version, who = keys[key]
             if (interface is not None and name != interface) or (customer is not None and who != customer):
                 continue
             started = start * 1e-9 + offset
             if since is not None and started < since:
                 continue
+            # The record's flat spans as (plugin key, start ns, duration ns) triples.
+            spans = list(zip(record[8::3], record[9::3], record[10::3])) if len(record) > 8 else []
             rows.append((prefix, number, parent, name, version, who, started, nanoseconds * 1e-9, status, etype, error, spans))
         return rows
 
@@ -280,6 +285,68 @@ def aggregate(calls: Sequence[Sequence[Any]], wall_offset: float) -> list[list[A
     ]
 
 
+_HEAD = itemgetter(slice(0, 8))
+_SPAN = itemgetter(slice(8, 11))
+_NO_SPANS: Iterable[tuple[list[Any]]] = repeat(([],))
+
+
+def _records_json(calls: Sequence[RawCall]) -> str:
+    """The records as the schema stores them, as JSON: [[8 values, [[plugin key, start, duration], ...]], ...].
+
+    In memory a record is flat (telemetry.RawCall). This runs on the writer
+    thread holding the GIL, which the calling threads then wait for, so no
+    Python code runs per record: the heads (first 8 values) and the spans
+    are encoded apart and the texts spliced (C functions: slices, ``map``,
+    ``split``, ``join``). Nor are nested tuples made per record: the
+    collector would have to meet them several times before it stopped
+    tracking them (see Catalog._recorded). A batch of records of one length
+    (one entrypoint, one slot call) is one run; mixed lengths go in runs of
+    one length, in their order. (A record of 9 values is taken to have its
+    spans nested already, as the schema stores them.)
+    """
+    if not calls:
+        return "[]"
+    lengths = list(map(len, calls))
+    if lengths.count(lengths[0]) == len(lengths):
+        return "[" + _run_json(calls, lengths[0]) + "]"
+    runs = []
+    start = 0
+    for length, run in groupby(lengths):
+        size = sum(1 for _ in run)
+        runs.append(_run_json(calls[start:start + size], length))
+        start += size
+    return "[" + ",".join(runs) + "]"
+
+
+def _run_json(calls: Sequence[RawCall], length: int) -> str:
+    """Records of one ``length`` (8 + 3 per plugin run), as JSON without the outer brackets."""
+    if length == 9:  # made nested already, spans last (bench/report.py writes such records)
+        return _json(calls)[1:-1]
+    if length in (8, 11):
+        heads = _json(calls if length == 8 else list(map(_HEAD, calls)))
+        # [[h],[h],...] -> the heads' values, split where one ends and the next
+        # begins; a string holding "],[" would make more parts: not this way.
+        parts = heads[2:-2].split("],[")
+        if len(parts) == len(calls):
+            if length == 8:
+                return "[" + ",[]],[".join(parts) + ",[]]"
+            # [[k,s,d],[k,s,d],...] -> ",[[k,s,d]]],[" after each head (the last without ",[").
+            spans = _ENCODE(list(map(_SPAN, calls)))
+            pieces = (",[[" + spans[2:-2].replace("],[", "]]],[\x00,[[") + "]]]").split("\x00")
+            return "[" + "".join(chain.from_iterable(zip(parts, pieces)))
+    return _json(list(_nested(calls, length)))[1:-1]
+
+
+def _nested(calls: Sequence[RawCall], length: int) -> Iterable[tuple[Any, ...]]:
+    """Records of one ``length`` remade with their spans nested (tuples, by C functions)."""
+    if length <= 8:
+        return map(tuple.__add__, calls, _NO_SPANS)
+    # One iterator of (key, start, duration) per plugin run; zip makes each
+    # record's tuple of spans, and zip again the 1-tuple added to its head.
+    spans = [map(itemgetter(slice(at, at + 3)), calls) for at in range(8, length, 3)]
+    return map(tuple.__add__, map(_HEAD, calls), zip(zip(*spans)))
+
+
 def totals(groups: Sequence[Sequence[Any]]) -> list[list[Any]]:
     """[key, calls, errors, first call, last call, longest, {bucket: calls}] per key of ``aggregate``'s groups."""
     found: dict[int, list[Any]] = {}
@@ -442,7 +509,7 @@ class DatabaseStore:
         if calls:
             groups = aggregate(calls, wall_offset)
             earliest, latest = min(group[5] for group in groups), max(group[6] for group in groups)
-            records, hourly, overall = _json(calls), _json(groups), _json(totals(groups))
+            records, hourly, overall = _records_json(calls), _json(groups), _json(totals(groups))
         self._check_file()
         db = self.writer
         with db.session():

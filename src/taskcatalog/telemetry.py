@@ -54,11 +54,13 @@ __all__ = ["Telemetry", "Buffers", "Keys", "Batch", "CallWriter", "RawCall", "Ra
 
 LOG = logging.getLogger("taskcatalog.telemetry")
 
-#: What every call appends: (number, call key, start (perf_counter_ns), duration (ns),
-#: status, parent call id, error type, error, spans), spans being a sequence of
-#: (plugin key, start (perf_counter_ns), duration (ns)), one per plugin run.
+#: What every call appends, one flat tuple: (number, call key, start
+#: (perf_counter_ns), duration (ns), status, parent call id, error type, error,
+#: then plugin key, start (perf_counter_ns), duration (ns) for each plugin run).
+#: Flat, so the collector stops tracking it the first time it meets it (see
+#: Catalog._recorded); the store writes the spans nested, as the schema has them.
 RawCall = tuple[Any, ...]
-#: One plugin run: (plugin key, start, duration); JSON writes it as an array.
+#: One plugin run: (plugin key, start, duration), as the store writes it (a JSON array).
 RawSpan = tuple[int, int, int]
 
 #: How often (seconds) the writer looks whether ``flush_size`` calls are waiting.
