@@ -495,3 +495,17 @@ def _iter_rows(rows: object) -> Iterator[Any]:
     if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
         raise TypeError(f"rows must be an iterable of mappings, not {type(rows).__name__}")
     return iter(rows)
+
+
+def _refuse_emptied(verb: str, table: str, where: Mapping[str, Any], values: Mapping[str, Any] | None) -> None:
+    """An update or delete whose before_* callbacks left nothing to set, or no where (every row), is refused."""
+    if values is not None and not values:
+        raise ValueError(
+            f"{verb}() on {table!r}: the before_{verb} callbacks left no column to set; "
+            f"a callback may change the values, not remove them all"
+        )
+    if not where:
+        raise ValueError(
+            f"{verb}() on {table!r}: the before_{verb} callbacks left an empty where, "
+            f"which would {verb} every row"
+        )

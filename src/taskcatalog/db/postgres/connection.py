@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
 from ...errors import DatabaseError, MigrationError
-from ..base import Connection, Params, Row, TableInfo, _iter_rows, _values_mapping, quote
+from ..base import Connection, Params, Row, TableInfo, _iter_rows, _refuse_emptied, _values_mapping, quote
 from ..callbacks import CrudEvent, Pair
 from ..migrate import applied
 from ..migrations import BOOKKEEPING_TABLE, Migration
@@ -324,16 +324,7 @@ class PostgresConnection(Connection):
 
     def _rebuilt(self, verb: str, table: str, where: dict[str, Any], values: dict[str, Any] | None) -> Statement:
         """The update or delete again, from the values and where its before_* callbacks left."""
-        if values is not None and not values:
-            raise ValueError(
-                f"{verb}() on {table!r}: the before_{verb} callbacks left no column to set; "
-                f"a callback may change the values, not remove them all"
-            )
-        if not where:
-            raise ValueError(
-                f"{verb}() on {table!r}: the before_{verb} callbacks left an empty where, "
-                f"which would {verb} every row"
-            )
+        _refuse_emptied(verb, table, where, values)
         if values is None:
             return self._statement(self._delete_sql(table, where), table, 0)
         return self._statement(self._update_sql(table, where, values), table, len(values))

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ...errors import MigrationError
-from ..base import Connection, Params, Row, TableInfo, _iter_rows, _values_mapping, quote
+from ..base import Connection, Params, Row, TableInfo, _iter_rows, _refuse_emptied, _values_mapping, quote
 from ..callbacks import CrudEvent, Pair
 from ..migrate import applied
 from ..migrations import BOOKKEEPING_TABLE, Migration
@@ -367,16 +367,7 @@ class SQLiteConnection(Connection):
 
     def _rebuilt(self, verb: str, table: str, where: dict[str, Any], values: dict[str, Any] | None) -> Statement:
         """The update or delete again, from the values and where its before_* callbacks left."""
-        if values is not None and not values:
-            raise ValueError(
-                f"{verb}() on {table!r}: the before_{verb} callbacks left no column to set; "
-                f"a callback may change the values, not remove them all"
-            )
-        if not where:
-            raise ValueError(
-                f"{verb}() on {table!r}: the before_{verb} callbacks left an empty where, "
-                f"which would {verb} every row"
-            )
+        _refuse_emptied(verb, table, where, values)
         if values is None:
             return self._checked(self._delete_sql(table, where), table, 0)
         return self._checked(self._update_sql(table, where, values), table, len(values))
