@@ -22,9 +22,11 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from types import TracebackType
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +48,7 @@ LOG = logging.getLogger("taskcatalog.batches")
 ROW_STATUSES = ("pending", "ok", "error", "skipped")
 BATCH_STATUSES = ("pending", "executing", "executed")
 _FROZEN = "taskcatalog: this batch is executed and frozen"  # what the triggers say
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 _MAX_ERROR = 2000  # characters of an error message kept with its row
 # An executor claims as many rows as it expects to run in about this many
 # seconds (at least one, at most _MOST_CLAIMED): a claim costs a transaction,
@@ -92,6 +95,11 @@ INSERT INTO taskcatalog_batch_outcomes
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (batch, number) DO NOTHING
 """
+
+
+def _sql(db: Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement written with ``?`` placeholders on ``db``, whatever its engine."""
+    return db._execute(db._qmark(sql), params)
 
 
 def _who(given: str | None) -> str:
@@ -231,7 +239,7 @@ class Batch:
         return self._batches._db
 
     def _header(self) -> dict[str, Any]:
-        rows = self._db._execute(
+        rows = _sql(self._db,
             "SELECT status, started_at, executed_at, executed_by FROM taskcatalog_batches WHERE id = ?", (self.id,)
         )
         if not rows:
@@ -257,7 +265,7 @@ class Batch:
     @property
     def depends_on(self) -> list[int]:
         """The ids of the batches this one waits for."""
-        rows = self._db._execute(
+        rows = _sql(self._db,
             "SELECT depends_on FROM taskcatalog_batch_dependencies WHERE batch = ? ORDER BY depends_on", (self.id,)
         )
         return [row[0] for row in rows]
@@ -265,7 +273,7 @@ class Batch:
     def counts(self) -> dict[str, int]:
         """How many rows have each status (every status present, zero or not)."""
         found = dict.fromkeys(ROW_STATUSES, 0)
-        for status, count in self._db._execute(
+        for status, count in _sql(self._db,
             f"SELECT coalesce(o.status, 'pending'), count(*) FROM {_ROWS_WITH_OUTCOMES} WHERE r.batch = ? GROUP BY 1",
             (self.id,),
         ):
@@ -287,8 +295,9 @@ class Batch:
             sql += " AND o.status = ?"
             params.append(status)
         sql += " ORDER BY r.number LIMIT ? OFFSET ?"
-        params += [-1 if limit is None else limit, offset]
-        return [_row(record) for record in self._db._execute(sql, params)]
+        # No limit: SQLite reads a negative one so, PostgreSQL a NULL.
+        params += [limit if limit is not None else -1 if self._db.dialect == "sqlite" else None, offset]
+        return [_row(record) for record in _sql(self._db, sql, params)]
 
     def to_dict(self) -> dict[str, Any]:
         header = self._header()
@@ -318,7 +327,7 @@ class Batch:
         of this call is stored.
         """
         self._editable("take new rows")
-        first = self._db._execute("SELECT next_number FROM taskcatalog_batches WHERE id = ?", (self.id,))[0][0]
+        first = _sql(self._db, "SELECT next_number FROM taskcatalog_batches WHERE id = ?", (self.id,))[0][0]
         encoded = self._batches._checked_rows(self.interface, self.version, rows, self.customer, first=first)
         return self._batches._insert_rows(self.id, encoded)
 
@@ -328,7 +337,7 @@ class Batch:
         self._editable("change a row")
         [encoded] = self._batches._checked_rows(self.interface, self.version, [args], self.customer, first=number)
         with _frozen_guard(self.id), self._db.session():
-            changed = self._db._execute(
+            changed = _sql(self._db,
                 f"UPDATE taskcatalog_batch_rows SET args = ? WHERE batch = ? AND number = ? AND {_STILL_PENDING}"
                 " RETURNING number", (encoded, self.id, self._number(number), self.id),
             )
@@ -340,7 +349,7 @@ class Batch:
         """Remove row ``number``; it is gone from ``rows()`` (numbers of the others do not change)."""
         self._editable("lose a row")
         with _frozen_guard(self.id), self._db.session():
-            removed = self._db._execute(
+            removed = _sql(self._db,
                 f"DELETE FROM taskcatalog_batch_rows WHERE batch = ? AND number = ? AND {_STILL_PENDING}"
                 " RETURNING number", (self.id, self._number(number), self.id),
             )
@@ -367,7 +376,7 @@ class Batch:
         if status == "executed":
             return f"batch {self.id} is already executed (and frozen)"
         waiting = [
-            f"{other} ({state})" for other, state in self._db._execute(
+            f"{other} ({state})" for other, state in _sql(self._db,
                 "SELECT d.depends_on, b.status FROM taskcatalog_batch_dependencies AS d"
                 " JOIN taskcatalog_batches AS b ON b.id = d.depends_on"
                 " WHERE d.batch = ? AND b.status != 'executed' ORDER BY d.depends_on", (self.id,)
@@ -397,7 +406,7 @@ class Batch:
                                customer=self.customer)
         db, who, me = self._db, _who(executed_by), _claimer()
         with _frozen_guard(self.id), db.session():
-            db._execute(
+            _sql(db,
                 "UPDATE taskcatalog_batches SET status = 'executing', started_at = coalesce(started_at, ?),"
                 " executed_by = ? WHERE id = ? AND status = 'pending'", (time.time(), who, self.id),
             )
@@ -408,7 +417,9 @@ class Batch:
         total = sum(counts.values())
         done, errors = total - counts["pending"], counts["error"]
         started, ran = time.monotonic(), 0
-        store, batch_id, claim = db._execute, self.id, _Claim(self, me)
+        batch_id = self.id
+        claim = _Claim(self, me) if db.dialect == "sqlite" else _LockedRows(self)
+        store = claim.store
         try:
             with _frozen_guard(batch_id):
                 for number, args in claim.rows():
@@ -422,7 +433,7 @@ class Batch:
                         errors += 1
                         outcome = (batch_id, number, "error", None, 0, type(result.error).__name__,
                                    _error_text(result.error), result.call_id, result.duration, time.time())
-                    store(_OUTCOME, outcome)  # one autocommit statement: durable before the next row starts
+                    store(outcome)  # durable before the next row starts
                     ran, done = ran + 1, done + 1
                     if progress is not None:
                         progress(BatchProgress(batch_id, min(done, total), total, errors, ran, time.monotonic() - started))
@@ -430,7 +441,7 @@ class Batch:
             # Ctrl-C or SystemExit in a row, a progress callback that raised, a failed write: the
             # rows this executor holds and has not finished go back to the others (while this
             # process lives nobody takes them over); the row in flight runs again, as at a crash.
-            claim.release()
+            claim.release(sys.exc_info())
             raise
         self._conclude()
         return self.counts()
@@ -438,7 +449,7 @@ class Batch:
     def _conclude(self) -> None:
         """Mark the batch executed once every row has an outcome (any executor may be last)."""
         with _frozen_guard(self.id), self._db.session():
-            self._db._execute(
+            _sql(self._db,
                 "UPDATE taskcatalog_batches SET status = 'executed', executed_at = ? WHERE id = ?"
                 f" AND status = 'executing' AND NOT EXISTS (SELECT 1 FROM {_ROWS_WITH_OUTCOMES}"
                 " WHERE r.batch = ? AND o.number IS NULL)",
@@ -461,6 +472,12 @@ class _Claim:
         self._batch = batch
         self._me = me
         self._held: int | None = None  # the first row number of the range being run
+        self._outcome = batch._db._qmark(_OUTCOME)
+        self._execute = batch._db._execute
+
+    def store(self, outcome: tuple[Any, ...]) -> None:
+        """Store a row's outcome: one autocommit statement."""
+        self._execute(self._outcome, outcome)
 
     def rows(self) -> Iterator[tuple[int, str]]:
         """The claimed rows, (number, args as JSON), until none is left to claim."""
@@ -479,43 +496,110 @@ class _Claim:
     def _claim(self, size: int) -> list[tuple[int, str]]:
         batch, db, me = self._batch, self._batch._db, self._me
         with _frozen_guard(batch.id), db.session():
-            rows = db._execute(_NEXT_UNCLAIMED, (batch.id, batch.id, size))
+            rows = _sql(db, _NEXT_UNCLAIMED, (batch.id, batch.id, size))
             if rows:
-                db._execute(
+                _sql(db,
                     "INSERT INTO taskcatalog_batch_claims (batch, first, last, claimed_by, claimed_at)"
                     " VALUES (?, ?, ?, ?, ?)", (batch.id, rows[0][0], rows[-1][0], me, time.time()),
                 )
                 self._held = rows[0][0]
                 return [(int(number), str(args)) for number, args in rows]
-            for first, last, claimer in db._execute(_UNFINISHED_CLAIMS, (batch.id,)):
+            for first, last, claimer in _sql(db, _UNFINISHED_CLAIMS, (batch.id,)):
                 if claimer is not None and _alive(claimer):
                     continue
                 LOG.warning("batch %s: rows %s-%s were claimed by %s, which is gone; running their pending rows",
                             batch.id, first, last, "an executor that stopped" if claimer is None else claimer)
-                db._execute(
+                _sql(db,
                     "UPDATE taskcatalog_batch_claims SET claimed_by = ?, claimed_at = ? WHERE batch = ? AND first = ?",
                     (me, time.time(), batch.id, first),
                 )
                 self._held = first
-                return [(int(number), str(args)) for number, args in db._execute(
+                return [(int(number), str(args)) for number, args in _sql(db,
                     _PENDING_IN_RANGE, (batch.id, first, last)
                 )]
         return []
 
-    def release(self) -> None:
+    def release(self, exc_info: ExcInfo) -> None:
         """Hand the range being run back: its rows without an outcome go to the next executor."""
         if self._held is None:
             return
         batch = self._batch
         try:
             with batch._db.session():
-                batch._db._execute(
+                _sql(batch._db,
                     "UPDATE taskcatalog_batch_claims SET claimed_by = NULL WHERE batch = ? AND first = ?"
                     " AND claimed_by = ?", (batch.id, self._held, self._me),
                 )
         except Exception:  # noqa: BLE001 - the error that brought us here is the one to raise
             LOG.exception("batch %s: could not hand back the rows from %s; they run again once this process has "
                           "ended", batch.id, self._held)
+
+
+# PostgreSQL: the next pending row after a number that no other executor holds, locked.
+_NEXT_LOCKED = """
+SELECT r.number, r.args FROM taskcatalog_batch_rows AS r
+WHERE r.batch = ? AND r.number > ? AND NOT EXISTS (
+    SELECT 1 FROM taskcatalog_batch_outcomes AS o WHERE o.batch = r.batch AND o.number = r.number
+)
+ORDER BY r.number LIMIT 1 FOR UPDATE OF r SKIP LOCKED
+"""
+
+
+class _LockedRows:
+    """PostgreSQL's executors: a row is claimed by locking it, in the transaction that stores its outcome.
+
+    ``SELECT ... FOR UPDATE SKIP LOCKED`` takes the next pending row no
+    other executor holds, on any host; the lock lasts while the row runs and
+    ends with the commit of its outcome. An executor that dies (a killed
+    process, a lost host) loses its connection, the server rolls its
+    transaction back, and the row is pending and free again: nothing to take
+    over, no process to check. Rows are read forward from the last one taken;
+    at the end, once more from the start for rows handed back meanwhile.
+    """
+
+    def __init__(self, batch: Batch) -> None:
+        self._batch = batch
+        self._db = batch._db
+        self._next = self._db._qmark(_NEXT_LOCKED)
+        self._done = self._db._qmark("SELECT 1 FROM taskcatalog_batch_outcomes WHERE batch = ? AND number = ?")
+        self._outcome = self._db._qmark(_OUTCOME)
+        self._open: ExitStack | None = None  # the transaction of the row being run
+
+    def rows(self) -> Iterator[tuple[int, str]]:
+        db, batch, after = self._db, self._batch.id, 0
+        while True:
+            self._open = ExitStack()
+            self._open.enter_context(db.session())
+            found = db._execute(self._next, (batch, after))
+            if found:
+                number, args = found[0]
+                after = number
+                # Locked, but maybe finished: its executor may have committed after this
+                # statement's snapshot was taken and before its lock was granted.
+                if not db._execute(self._done, (batch, number)):
+                    yield int(number), str(args)  # store() commits
+                    continue
+            self._commit()
+            if not found:
+                if after == 0:
+                    return
+                after = 0
+
+    def store(self, outcome: tuple[Any, ...]) -> None:
+        """Store a row's outcome and commit, which unlocks the row."""
+        self._db._execute(self._outcome, outcome)
+        self._commit()
+
+    def _commit(self) -> None:
+        if self._open is not None:
+            stack, self._open = self._open, None
+            stack.close()
+
+    def release(self, exc_info: ExcInfo) -> None:
+        """Roll the row being run back: it is pending and unlocked, for the next executor."""
+        if self._open is not None:
+            stack, self._open = self._open, None
+            stack.__exit__(*exc_info)
 
 
 class Batches:
@@ -590,14 +674,14 @@ class Batches:
     def _insert_rows(self, batch: int, encoded: list[str]) -> list[int]:
         db = self._db
         with _frozen_guard(batch), db.session():
-            first = db._execute(
+            first = _sql(db,
                 "UPDATE taskcatalog_batches SET next_number = next_number + ? WHERE id = ? RETURNING next_number - ?",
                 (len(encoded), batch, len(encoded)),
             )[0][0]
             numbers = list(range(first, first + len(encoded)))
             if encoded:
                 db._execute_many(
-                    "INSERT INTO taskcatalog_batch_rows (batch, number, args) VALUES (?, ?, ?)",
+                    db._qmark("INSERT INTO taskcatalog_batch_rows (batch, number, args) VALUES (?, ?, ?)"),
                     [(batch, number, text) for number, text in zip(numbers, encoded)],
                 )
         return numbers
@@ -608,14 +692,15 @@ class Batches:
             for other in others:
                 if isinstance(other, bool) or not isinstance(other, int):
                     raise TypeError(f"a dependency is a Batch or a batch id, not {other!r}")
-                if not db._execute("SELECT 1 FROM taskcatalog_batches WHERE id = ?", (other,)):
+                if not _sql(db, "SELECT 1 FROM taskcatalog_batches WHERE id = ?", (other,)):
                     raise BatchNotFound(f"batch {batch} cannot depend on batch {other}: there is no batch {other}")
                 path = self._path(other, batch)
                 if path is not None or other == batch:
                     chain = " -> ".join(map(str, [batch, *(path or [batch])]))
                     raise CatalogError(f"batch {batch} cannot depend on batch {other}: that makes a cycle ({chain})")
-                db._execute(
-                    "INSERT OR IGNORE INTO taskcatalog_batch_dependencies (batch, depends_on) VALUES (?, ?)", (batch, other)
+                _sql(db,
+                    "INSERT INTO taskcatalog_batch_dependencies (batch, depends_on) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (batch, other),
                 )
 
     def _path(self, start: int, goal: int) -> list[int] | None:
@@ -625,7 +710,7 @@ class Batches:
             node, chain = stack.pop()
             if node == goal:
                 return chain
-            for (nxt,) in self._db._execute(
+            for (nxt,) in _sql(self._db,
                 "SELECT depends_on FROM taskcatalog_batch_dependencies WHERE batch = ?", (node,)
             ):
                 if nxt not in seen:
@@ -661,7 +746,7 @@ class Batches:
         who = _who(created_by)
         db = self._db
         with db.session():
-            batch_id = db._execute(
+            batch_id = _sql(db,
                 "INSERT INTO taskcatalog_batches (interface, version, customer, description, created_at, created_by)"
                 " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 (interface, version, customer, description, time.time(), who),
@@ -675,7 +760,7 @@ class Batches:
         """The batch with that id; BatchNotFound if there is none."""
         if isinstance(batch_id, bool) or not isinstance(batch_id, int):
             raise TypeError(f"a batch id is an int, not {batch_id!r}")
-        rows = self._db._execute(
+        rows = _sql(self._db,
             "SELECT id, interface, version, customer, description, created_at, created_by"
             " FROM taskcatalog_batches WHERE id = ?", (batch_id,),
         )
@@ -689,7 +774,7 @@ class Batches:
         if status is not None and status not in BATCH_STATUSES:
             raise ValueError(f"status must be one of {', '.join(BATCH_STATUSES)}, not {status!r}")
         sql = "SELECT id FROM taskcatalog_batches" + ("" if status is None else " WHERE status = ?") + " ORDER BY id DESC"
-        return [self.get(row[0]) for row in self._db._execute(sql, () if status is None else (status,))]
+        return [self.get(row[0]) for row in _sql(self._db, sql, () if status is None else (status,))]
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from .db import Connection, connect
 from .errors import CatalogError, MigrationError
 from .naming import check_customer_name
 from .routes import rescope
-from .stores import catalog_migrations
+from .stores import catalog_dialects, catalog_migrations
 
 __all__ = ["open_catalog_database", "CustomerDatabases"]
 
@@ -38,8 +38,9 @@ def open_catalog_database(url: str | os.PathLike[str]) -> Connection:
         migrations = catalog_migrations(db.dialect)
         if not migrations:
             raise CatalogError(
-                f"{db.label}: the catalog's own tables (telemetry, batches) exist for SQLite only so far, "
-                f"not for {db.dialect}; give the catalog a SQLite database (taskcatalog.db.connect works on {db.dialect})"
+                f"{db.label}: the catalog's own tables (telemetry, batches) exist for {', '.join(catalog_dialects())},"
+                f" not for {db.dialect}; give the catalog a database of one of those"
+                f" (taskcatalog.db.connect works on {db.dialect})"
             )
         applied = db.upgrade(migrations)
     except BaseException:

@@ -34,6 +34,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from importlib import resources
 from itertools import chain, groupby, repeat
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 #: it gives up, to be retried by the writer with a growing pause.
 LOCK_WAIT = 1.0
 
-__all__ = ["MemoryStore", "DatabaseStore", "UsageRow", "catalog_migrations", "NAMESPACE", "LOCK_WAIT"]
+__all__ = ["MemoryStore", "DatabaseStore", "UsageRow", "catalog_dialects", "catalog_migrations", "NAMESPACE", "LOCK_WAIT"]
 
 #: The migration namespace of the catalog's own tables.
 NAMESPACE = "taskcatalog"
@@ -62,6 +63,12 @@ Key = tuple[str, int | None, str | None]  # (interface, version, customer)
 UsageRow = tuple[str, int | None, str | None, int, float, float]  # key, calls, first, last
 # (prefix, number, parent, interface, version, customer, started, duration, status, error_type, error)
 Row = tuple[Any, ...]
+
+def catalog_dialects() -> list[str]:
+    """The engines the catalog's own tables exist for (a folder of migrations each)."""
+    folder = resources.files("taskcatalog").joinpath("schema")
+    return sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("_"))
+
 
 def catalog_migrations(dialect: str) -> list[Migration]:
     """The catalog's own migrations for an engine, shipped as package data (``schema/<dialect>/``)."""
@@ -167,27 +174,42 @@ def _spans(spans: Sequence[Sequence[Any]], names: Callable[[Any], tuple[Any, ...
 # Keys and records reach the database as JSON arrays, one statement each
 # (see telemetry.py for why not executemany); the process's id is the same
 # for a whole batch and is written into the statements as a literal int.
-_INSERT_CALL_KEYS = """
-INSERT OR IGNORE INTO taskcatalog_call_keys (process, key, interface, version, customer)
-SELECT {process}, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
-       coalesce(json_extract(value, '$[2]'), 0), coalesce(json_extract(value, '$[3]'), '')
-FROM json_each(?)
-"""
-_INSERT_SPAN_KEYS = """
-INSERT OR IGNORE INTO taskcatalog_plugin_keys (process, key, slot, plugin)
-SELECT {process}, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
-FROM json_each(?)
-"""
+# Each engine takes JSON apart its own way, so these statements come in one
+# spelling per dialect (``_WRITES``); the others are written once, with ``?``.
 _INSERT_BATCH = (
     "INSERT INTO taskcatalog_call_batches (process, clock, calls, earliest, latest, records)"
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
-# The aggregates of a batch, computed in Python (cheaper than having SQLite
-# take the JSON apart again), added in one statement, named through the keys.
-# CROSS JOIN makes SQLite read the batch's groups in the outer loop and look
-# each key up by its primary key; left to itself it scans all the process's
-# keys and, for each, the whole JSON array: a write then costs keys x groups.
-_ADD_STATS = """
+
+
+@dataclass(frozen=True)
+class _Writes:
+    """The statements that write a batch's keys and aggregates, in one engine's SQL."""
+
+    call_keys: str
+    span_keys: str
+    stats: str
+    totals: str
+
+
+_SQLITE_WRITES = _Writes(
+    call_keys="""
+INSERT OR IGNORE INTO taskcatalog_call_keys (process, key, interface, version, customer)
+SELECT {process}, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+       coalesce(json_extract(value, '$[2]'), 0), coalesce(json_extract(value, '$[3]'), '')
+FROM json_each(?)
+""",
+    span_keys="""
+INSERT OR IGNORE INTO taskcatalog_plugin_keys (process, key, slot, plugin)
+SELECT {process}, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
+FROM json_each(?)
+""",
+    # The aggregates of a batch, computed in Python (cheaper than having SQLite
+    # take the JSON apart again), added in one statement, named through the keys.
+    # CROSS JOIN makes SQLite read the batch's groups in the outer loop and look
+    # each key up by its primary key; left to itself it scans all the process's
+    # keys and, for each, the whole JSON array: a write then costs keys x groups.
+    stats="""
 INSERT INTO taskcatalog_call_stats
     (interface, version, customer, hour, bucket, calls, errors, first_call, last_call, max_duration)
 SELECT k.interface, k.version, k.customer, json_extract(a.value, '$[1]'), json_extract(a.value, '$[2]'),
@@ -202,10 +224,10 @@ ON CONFLICT (interface, version, customer, hour, bucket) DO UPDATE SET
     first_call = min(first_call, excluded.first_call),
     last_call = max(last_call, excluded.last_call),
     max_duration = max(max_duration, excluded.max_duration)
-"""
-# The totals of a batch per (interface, version, customer), added the same
-# way; histograms are summed bucket by bucket inside SQLite (0004_call_totals).
-_ADD_TOTALS = """
+""",
+    # The totals of a batch per (interface, version, customer), added the same
+    # way; histograms are summed bucket by bucket inside SQLite (0004_call_totals).
+    totals="""
 INSERT INTO taskcatalog_call_totals
     (interface, version, customer, calls, errors, first_call, last_call, max_duration, histogram)
 SELECT k.interface, k.version, k.customer, json_extract(a.value, '$[1]'), json_extract(a.value, '$[2]'),
@@ -228,7 +250,63 @@ ON CONFLICT (interface, version, customer) DO UPDATE SET
             ORDER BY 1
         )
     )
-"""
+""",
+)
+# PostgreSQL: the same statements with its JSON functions (the JSON is cast
+# from text: schema/postgresql/0001_telemetry.sql keeps it as TEXT).
+_GROUPS = """FROM json_array_elements(%s::json) AS a (value)
+JOIN taskcatalog_call_keys AS k ON k.process = %s AND k.key = (a.value ->> 0)::bigint"""
+_POSTGRES_WRITES = _Writes(
+    call_keys="""
+INSERT INTO taskcatalog_call_keys (process, key, interface, version, customer)
+SELECT {process}, (a.value ->> 0)::bigint, a.value ->> 1, coalesce((a.value ->> 2)::bigint, 0), coalesce(a.value ->> 3, '')
+FROM json_array_elements(%s::json) AS a (value)
+ON CONFLICT DO NOTHING
+""",
+    span_keys="""
+INSERT INTO taskcatalog_plugin_keys (process, key, slot, plugin)
+SELECT {process}, (a.value ->> 0)::bigint, (a.value -> 1)::jsonb, a.value ->> 2
+FROM json_array_elements(%s::json) AS a (value)
+ON CONFLICT DO NOTHING
+""",
+    stats=f"""
+INSERT INTO taskcatalog_call_stats AS s
+    (interface, version, customer, hour, bucket, calls, errors, first_call, last_call, max_duration)
+SELECT k.interface, k.version, k.customer, (a.value ->> 1)::bigint, (a.value ->> 2)::bigint,
+       (a.value ->> 3)::bigint, (a.value ->> 4)::bigint, (a.value ->> 5)::double precision,
+       (a.value ->> 6)::double precision, (a.value ->> 7)::double precision
+{_GROUPS}
+ON CONFLICT (interface, version, customer, hour, bucket) DO UPDATE SET
+    calls = s.calls + excluded.calls,
+    errors = s.errors + excluded.errors,
+    first_call = least(s.first_call, excluded.first_call),
+    last_call = greatest(s.last_call, excluded.last_call),
+    max_duration = greatest(s.max_duration, excluded.max_duration)
+""",
+    totals=f"""
+INSERT INTO taskcatalog_call_totals AS t
+    (interface, version, customer, calls, errors, first_call, last_call, max_duration, histogram)
+SELECT k.interface, k.version, k.customer, (a.value ->> 1)::bigint, (a.value ->> 2)::bigint,
+       (a.value ->> 3)::double precision, (a.value ->> 4)::double precision, (a.value ->> 5)::double precision,
+       (a.value -> 6)::text
+{_GROUPS}
+ON CONFLICT (interface, version, customer) DO UPDATE SET
+    calls = t.calls + excluded.calls,
+    errors = t.errors + excluded.errors,
+    first_call = least(t.first_call, excluded.first_call),
+    last_call = greatest(t.last_call, excluded.last_call),
+    max_duration = greatest(t.max_duration, excluded.max_duration),
+    histogram = (
+        SELECT json_object_agg(h.bucket, h.calls ORDER BY h.bucket)::text FROM (
+            SELECT e.key::bigint AS bucket, sum(e.value::bigint) AS calls
+            FROM (SELECT * FROM json_each_text(t.histogram::json)
+                  UNION ALL SELECT * FROM json_each_text(excluded.histogram::json)) AS e
+            GROUP BY 1
+        ) AS h
+    )
+""",
+)
+_WRITES = {"sqlite": _SQLITE_WRITES, "postgresql": _POSTGRES_WRITES}
 #: Batches read per query by ``history``.
 _HISTORY_PAGE = 64
 _LOG_COLUMNS = (
@@ -452,7 +530,12 @@ class DatabaseStore:
 
     def __init__(self, db: Connection, *, lock_wait: float | None = None) -> None:
         self.db = db
+        writes = _WRITES.get(db.dialect)
+        if writes is None:
+            raise DatabaseError(f"{db.label}: the catalog records no telemetry on {db.dialect or 'this engine'} yet")
+        self._writes = writes
         self.writer = _writer_for(db, LOCK_WAIT if lock_wait is None else lock_wait)
+        self._insert_batch = db._qmark(_INSERT_BATCH)
         self._processes: dict[str, int] = {}  # call id prefix -> taskcatalog_processes.id
         self._path = getattr(db, "path", None)
         self._file = None if self._path is None else _identity(self._path)
@@ -470,6 +553,10 @@ class DatabaseStore:
                 path=self.db.label,
             )
 
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a query written with ``?`` placeholders, read through ``db``."""
+        return self.db._execute(self.db._qmark(sql), params)
+
     def close(self) -> None:
         """Close the writer's own connection (``db`` is the catalog's to close)."""
         if self.writer is not self.db:
@@ -485,10 +572,13 @@ class DatabaseStore:
         if found is None:
             db = self.writer
             db._execute(
-                "INSERT OR IGNORE INTO taskcatalog_processes (prefix, pid, host, first_seen) VALUES (?, ?, ?, ?)",
+                db._qmark(
+                    "INSERT INTO taskcatalog_processes (prefix, pid, host, first_seen) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING"
+                ),
                 (prefix, os.getpid(), socket.gethostname(), time.time()),
             )
-            found = int(db._execute("SELECT id FROM taskcatalog_processes WHERE prefix = ?", (prefix,))[0][0])
+            found = int(db._execute(db._qmark("SELECT id FROM taskcatalog_processes WHERE prefix = ?"), (prefix,))[0][0])
         return found
 
     def write(self, batch: Batch, prefix: str, wall_offset: float) -> None:
@@ -503,7 +593,7 @@ class DatabaseStore:
         calls = batch.calls
         keys = [
             (sql, _json(rows))
-            for sql, rows in ((_INSERT_CALL_KEYS, batch.call_keys), (_INSERT_SPAN_KEYS, batch.span_keys))
+            for sql, rows in ((self._writes.call_keys, batch.call_keys), (self._writes.span_keys, batch.span_keys))
             if rows
         ]
         if calls:
@@ -517,9 +607,9 @@ class DatabaseStore:
             for sql, text in keys:
                 db._execute(sql.format(process=process), (text,))
             if calls:
-                db._execute(_INSERT_BATCH, (process, wall_offset, len(calls), earliest, latest, records))
-                db._execute(_ADD_STATS, (hourly, process))
-                db._execute(_ADD_TOTALS, (overall, process))
+                db._execute(self._insert_batch, (process, wall_offset, len(calls), earliest, latest, records))
+                db._execute(self._writes.stats, (hourly, process))
+                db._execute(self._writes.totals, (overall, process))
         self._processes[prefix] = process
 
     def prune(self, before: float) -> int:
@@ -527,9 +617,9 @@ class DatabaseStore:
         db = self.writer
         with db.session():
             removed = db._execute(
-                "SELECT coalesce(sum(calls), 0) FROM taskcatalog_call_batches WHERE latest < ?", (before,)
+                db._qmark("SELECT coalesce(sum(calls), 0) FROM taskcatalog_call_batches WHERE latest < ?"), (before,)
             )[0][0]
-            db._execute("DELETE FROM taskcatalog_call_batches WHERE latest < ?", (before,))
+            db._execute(db._qmark("DELETE FROM taskcatalog_call_batches WHERE latest < ?"), (before,))
         return int(removed)
 
     def stats(self, interface: str | None, customer: str | None, since: float | None) -> list[CallStats]:
@@ -537,7 +627,7 @@ class DatabaseStore:
         clauses, params = _filters(interface, customer)
         found = []
         if since is None:
-            for name, version, who, calls, errors, longest, histogram in self.db._execute(
+            for name, version, who, calls, errors, longest, histogram in self._read(
                 "SELECT interface, version, customer, calls, errors, max_duration, histogram"
                 f" FROM taskcatalog_call_totals{_where(clauses)} ORDER BY 1, 2, 3",
                 params,
@@ -548,7 +638,7 @@ class DatabaseStore:
         clauses.append("hour >= ?")
         params.append(int(since // HOUR))
         groups: dict[tuple[Any, Any, Any], list[tuple[int, int, int, float]]] = {}
-        for name, version, who, bucket, calls, errors, longest in self.db._execute(
+        for name, version, who, bucket, calls, errors, longest in self._read(
             "SELECT interface, version, customer, bucket, sum(calls), sum(errors), max(max_duration)"
             f" FROM taskcatalog_call_stats{_where(clauses)} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
             params,
@@ -563,7 +653,7 @@ class DatabaseStore:
 
     def usage(self, interface: str | None, customer: str | None) -> list[UsageRow]:
         clauses, params = _filters(interface, customer)
-        rows = self.db._execute(
+        rows = self._read(
             "SELECT interface, version, customer, calls, first_call, last_call"
             f" FROM taskcatalog_call_totals{_where(clauses)} ORDER BY 1, 2, 3",
             params,
@@ -602,7 +692,7 @@ class DatabaseStore:
             if after is not None:
                 conditions.append("(latest, id) < (?, ?)")
                 values.extend(after)
-            page = self.db._execute(
+            page = self._read(
                 "SELECT id, latest FROM taskcatalog_call_batches"
                 + _where(conditions)
                 + f" ORDER BY latest DESC, id DESC LIMIT {_HISTORY_PAGE}",
@@ -612,7 +702,7 @@ class DatabaseStore:
                 if len(rows) >= limit and latest < started(rows[-1]):
                     done = True
                     break
-                found = self.db._execute(query, [batch, *params, limit])
+                found = self._read(query, [batch, *params, limit])
                 if found:
                     rows.extend(found)
                     rows.sort(key=started, reverse=True)  # stable: ties keep the order read
@@ -633,7 +723,7 @@ class DatabaseStore:
         """(process, plugin key) -> (slot, plugin) for the processes whose plugin runs are shown."""
         names: dict[tuple[int, int], tuple[Any, ...]] = {}
         for process in processes:
-            for key, slot, plugin in self.db._execute(
+            for key, slot, plugin in self._read(
                 "SELECT key, slot, plugin FROM taskcatalog_plugin_keys WHERE process = ?", (process,)
             ):
                 names[process, key] = (slot, plugin)

@@ -218,6 +218,14 @@ class Connection(abc.ABC):
     def _migration_transaction(self, migration: Migration) -> AbstractContextManager[None]:
         """The transaction ``migration`` runs in: a session, and whatever the engine needs around it."""
 
+    def _qmark(self, sql: str) -> str:
+        """``sql`` written with ``?`` placeholders (and no other ``?`` or ``%``) in this backend's ``param``.
+
+        The catalog's own statements (telemetry, batches) are written once
+        that way and serve every engine whose dialect accepts the rest.
+        """
+        return sql if self.param == "?" else sql.replace("?", self.param)
+
     def upgrade(
         self,
         migrations: Iterable[Migration] | str | PathLike[str],
