@@ -12,10 +12,14 @@
 # initdb on PATH), installed with apt-get when missing (about 12 s); a new
 # cluster in a folder under /tmp (initdb refuses to run as root, so as root
 # it runs as the `postgres` user, through runuser, in a folder owned by it);
-# trust authentication, listening on 127.0.0.1 only, on a free port, with
+# trust authentication (but for one role, see _TC_PG_PASSWORD_ROLE),
+# listening on 127.0.0.1 only, on a free port, with
 # fsync off (a crash loses a test database, nothing else). About 1 s when the
 # binaries are there. With TASKCATALOG_TEST_POSTGRES already set, nothing is
 # started: that server is used.
+
+# The role the wrong-password tests log in as (tests/test_db_postgres.py, PASSWORD_ROLE).
+_TC_PG_PASSWORD_ROLE=taskcatalog_password_test
 
 _tc_pg_fail() {
   echo "postgres.sh: $*" >&2
@@ -95,6 +99,15 @@ tc_postgres_start() {
     cat "$_TC_PG_DIR/initdb.log" >&2
     tc_postgres_stop
     _tc_pg_fail "initdb failed"
+    return 1
+  fi
+  # One role must log in with a password over TCP (scram-sha-256; every other
+  # user stays trust): the wrong-password tests. The tests create the role
+  # (with its password) themselves, so they also run on a server given from
+  # outside whose pg_hba.conf checks passwords; the first matching line wins.
+  if ! _tc_pg_as_owner sed -i "1i host all $_TC_PG_PASSWORD_ROLE 127.0.0.1/32 scram-sha-256" "$_TC_PG_DIR/data/pg_hba.conf"; then
+    tc_postgres_stop
+    _tc_pg_fail "cannot edit pg_hba.conf"
     return 1
   fi
   # A port may be taken between choosing and listening: try a few.

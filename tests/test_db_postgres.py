@@ -13,11 +13,14 @@ import json
 import math
 import re
 import socket
+import sqlite3
 import sys
 import threading
 import time
+from contextlib import closing
 from datetime import datetime, timezone
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -25,6 +28,8 @@ from taskcatalog.db import DatabaseError, Migration, MigrationError, SchemaError
 from taskcatalog.db.postgres import PostgresConnection
 
 ORDERS = "CREATE TABLE orders (id INTEGER PRIMARY KEY, sku TEXT UNIQUE, qty INTEGER)"
+#: The role that must log in with a password (.ci/postgres.sh asks it for one, scram-sha-256 over 127.0.0.1).
+PASSWORD_ROLE, RIGHT_PASSWORD = "taskcatalog_password_test", "right-password"
 
 
 @pytest.fixture
@@ -92,6 +97,80 @@ def test_a_database_that_does_not_exist_is_named(postgres):
         connect(url)
     assert str(raised.value).startswith(f"cannot connect to {url}: ")
     assert 'database "no_such_database" does not exist' in str(raised.value)
+
+
+@pytest.fixture
+def as_password_role(postgres):
+    """``as_password_role(password)``: the URL of a database of the test's own (whose schema
+    PASSWORD_ROLE may use), as PASSWORD_ROLE with that password.
+
+    It creates the role through the admin URL (and drops it after, if it
+    made it) rather than relying on .ci/postgres.sh to make it: then it
+    also runs on a server given from outside whose pg_hba.conf asks for
+    passwords (a CI service container, say). It skips, with the reason,
+    when the admin may not create roles or when the server lets the role in
+    without checking its password (trust authentication for it).
+    """
+    import psycopg
+
+    url = postgres.url("login")
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+
+    def as_role(password):
+        return parts._replace(netloc=f"{PASSWORD_ROLE}:{password}@{host}").geturl()
+
+    with postgres.raw("login") as admin:
+        made = not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [PASSWORD_ROLE]).fetchall()
+        try:
+            admin.execute("SET password_encryption = 'scram-sha-256'")  # what the pg_hba.conf line asks for
+            admin.execute(f"{'CREATE' if made else 'ALTER'} ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{RIGHT_PASSWORD}'")
+        except psycopg.errors.InsufficientPrivilege as exc:
+            pytest.skip(f"cannot create the role {PASSWORD_ROLE} on {postgres.url('login')}: {exc}")
+        try:
+            admin.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {PASSWORD_ROLE}")
+            try:
+                psycopg.connect(as_role("not-" + RIGHT_PASSWORD), connect_timeout=10).close()
+            except psycopg.OperationalError as exc:
+                if "password authentication failed" not in str(exc):
+                    pytest.skip(f"the server does not let {PASSWORD_ROLE} log in with a password: {exc}")
+            else:
+                pytest.skip(f"the server lets {PASSWORD_ROLE} in with any password: its pg_hba.conf trusts it "
+                            f"(.ci/postgres.sh asks it for one: host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256)")
+            yield as_role
+        finally:
+            admin.execute(f"DROP OWNED BY {PASSWORD_ROLE}")  # its tables and grants in this database
+            if made:
+                admin.execute(f"DROP ROLE {PASSWORD_ROLE}")
+
+
+def test_a_wrong_password_is_one_line_naming_host_port_and_user_without_the_password(as_password_role):
+    url = as_password_role("wrong-password")
+    parts = urlsplit(url)
+    label = url.replace(":wrong-password@", "@")
+    started = time.monotonic()
+    with pytest.raises(DatabaseError) as raised:
+        connect(url)
+    assert time.monotonic() - started < 10
+    # The label names the host as given; libpq's part the address tried (psycopg resolves host names).
+    assert re.fullmatch(
+        rf'cannot connect to {re.escape(label)}: connection to server at "[^"]+"( \([^)]*\))?, '
+        rf'port {parts.port} failed: password authentication failed for user "{PASSWORD_ROLE}"',
+        str(raised.value),
+    ), str(raised.value)
+    assert "wrong-password" not in str(raised.value) and raised.value.path == label
+    import psycopg
+
+    assert isinstance(raised.value.__cause__, psycopg.OperationalError)
+
+
+def test_the_right_password_connects(as_password_role, postgres):
+    with connect(as_password_role(RIGHT_PASSWORD)) as db:
+        db.upgrade([Migration("shop", "0001_notes", "CREATE TABLE notes (body TEXT)")])
+        db.create_many("notes", [{"body": "in"}])
+        assert db.read("notes") == [{"body": "in"}]
+        assert RIGHT_PASSWORD not in db.label and RIGHT_PASSWORD not in repr(db)
+    assert postgres.query("SELECT tableowner FROM pg_tables WHERE tablename = 'notes'", name="login") == [(PASSWORD_ROLE,)]
 
 
 def test_both_schemes_and_the_label_without_password_or_options(postgres):
@@ -411,17 +490,23 @@ def test_restore_inside_a_session_and_backup_onto_a_folder_are_refused(db, tmp_p
         db.backup(3)
 
 
-def test_a_catalog_database_on_postgresql_is_refused_clearly_for_now(postgres, tmp_path):
-    """The catalog's own tables (telemetry, batches) have SQLite migrations only so far: a
-    PostgreSQL URL as the catalog database is one clear error, and nothing is created there."""
-    from taskcatalog import Catalog, CatalogError
+def test_a_catalog_database_on_postgresql_gets_the_catalogs_tables_under_sqlites_names(postgres, tmp_path):
+    """The catalog's own migrations exist for both engines with the same ids, and make the same
+    tables (what `taskcatalog db copy` relies on); the telemetry view is there too."""
+    from taskcatalog import Catalog
+    from taskcatalog.stores import catalog_dialects, catalog_migrations
 
-    url = postgres.url("catalog")
+    assert catalog_dialects() == ["postgresql", "sqlite"]
+    assert [m.id for m in catalog_migrations("postgresql")] == [m.id for m in catalog_migrations("sqlite")]
     (tmp_path / "interfaces").mkdir()
-    with pytest.raises(CatalogError) as raised:
-        Catalog(tmp_path / "interfaces", [], database=url)
-    assert str(raised.value).endswith(
-        "the catalog's own tables (telemetry, batches) exist for SQLite only so far, not for postgresql; "
-        "give the catalog a SQLite database (taskcatalog.db.connect works on postgresql)"
-    )
-    assert postgres.tables("catalog") == []
+    with Catalog(tmp_path / "interfaces", [], database=postgres.url("catalog")):
+        pass
+    sqlite_path = tmp_path / "catalog.sqlite3"
+    with Catalog(tmp_path / "interfaces", [], database=sqlite_path):
+        pass
+    with closing(sqlite3.connect(sqlite_path)) as conn:
+        sqlite_tables = [row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'taskcatalog%' ORDER BY 1"
+        )]
+    assert postgres.tables("catalog") == sqlite_tables
+    assert postgres.query("SELECT count(*) FROM taskcatalog_call_log", name="catalog") == [(0,)]
