@@ -6,6 +6,7 @@ import argparse
 import os
 
 from ..config import customer_database_for, find_config, load_config
+from ..copying import copy_catalog_database
 from ..db import Connection, Migration, connect
 from ..naming import check_customer_name
 from ..stores import catalog_migrations
@@ -100,7 +101,7 @@ def _open(session: Session) -> tuple[Connection, list[Migration] | None, list[st
     if path is None:
         raise Failure("the db commands need a taskcatalog.toml naming the database (see 'taskcatalog init')")
     config = load_config(path)
-    customer = session.args.customer
+    customer = getattr(session.args, "customer", None)  # db copy has no --customer
     if customer is None:
         if config.database is None:
             raise Failure(f"{path} names no database ([catalog] database)")
@@ -186,6 +187,22 @@ def run_db_wipe(session: Session) -> int:
     return 0
 
 
+def _add_copy(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="URL", help="the database to copy into: a path or URL (postgresql://...)")
+
+
+def run_db_copy(session: Session) -> int:
+    db, _, _, _ = _open(session)
+    with db, connect(session.args.target) as target:
+        copied = copy_catalog_database(db, target)
+        if session.json:
+            session.emit({"database": db.label, "target": target.label, "copied": copied})
+        else:
+            print(f"copied {db.label} to {target.label}", file=session.out)
+            table(["table", "rows"], [[name, rows] for name, rows in copied.items()], session.out)
+    return 0
+
+
 COMMANDS["stats"] = Command(
     "calls, errors and latency (p50, p95, max) per interface, version and customer",
     "taskcatalog stats --interface interface_a --since 2026-11-01", _filters, run_stats, recording=True,
@@ -199,7 +216,7 @@ COMMANDS["history"] = Command(
     _add_history, run_history, recording=True,
 )
 COMMANDS["db"] = Command(
-    "the catalog database (or a customer's, with --customer): upgrade, status, backup, wipe",
+    "the catalog database (or a customer's, with --customer): upgrade, status, backup, wipe, copy",
     "taskcatalog db status",
     subcommands={
         "upgrade": Command("apply pending migrations", "taskcatalog db upgrade --customer acme", _add_customer, run_db_upgrade),
@@ -209,6 +226,8 @@ COMMANDS["db"] = Command(
                           _add_backup, run_db_backup),
         "wipe": Command("delete every row, keep the schema (needs --yes)", "taskcatalog db wipe --yes",
                         _add_wipe, run_db_wipe),
+        "copy": Command("copy the catalog database into another (e.g. PostgreSQL): schema, then every row",
+                        "taskcatalog db copy postgresql://tc@db.example/taskcatalog", _add_copy, run_db_copy),
     },
 )
 

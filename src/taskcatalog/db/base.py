@@ -226,6 +226,16 @@ class Connection(abc.ABC):
         """
         return sql if self.param == "?" else sql.replace("?", self.param)
 
+    def _json_value(self, value: Any) -> Any:
+        """``value`` ready to store in a JSON column (SQLite stores any value as it is)."""
+        return value
+
+    def _ids_loaded(self, table: str) -> None:
+        """Rows were stored in ``table`` with the ids they had elsewhere: let new ids follow them.
+
+        SQLite gives the largest id + 1 anyway; an engine with sequences moves them.
+        """
+
     def upgrade(
         self,
         migrations: Iterable[Migration] | str | PathLike[str],

@@ -36,6 +36,7 @@ import json
 import os
 import tempfile
 from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -212,7 +213,7 @@ def restore(source: Path, cur: Any, label: str, applied: dict[tuple[str, str], s
                     copy.write(b"".join(buffer))
             counts[name] = cur.rowcount
             cur.execute(f"ALTER TABLE {quote(name)} ENABLE TRIGGER USER")
-            _move_sequences(cur, name)
+            move_sequences(lambda sql, params: cur.execute(sql, params or None).fetchall(), name)
         trailer = file.readline()
     try:
         expected = json.loads(trailer)["rows"]
@@ -271,14 +272,18 @@ def _same_migrations(header: dict[str, Any], applied: dict[tuple[str, str], str]
     )
 
 
-def _move_sequences(cur: Any, table: str) -> None:
-    """Set the sequences of ``table``'s serial and identity columns past its largest restored value."""
-    for column, sequence in cur.execute(_SEQUENCES, [table]).fetchall():
+def move_sequences(execute: Callable[[str, Sequence[Any]], Any], table: str) -> None:
+    """Set the sequences of ``table``'s serial and identity columns past its largest stored value.
+
+    ``execute(sql, params)`` runs a statement and returns its rows.
+    """
+    for column, sequence in execute(_SEQUENCES, [table]):
         if sequence is None:
             continue
         literal = "'" + sequence.replace("'", "''") + "'"
-        cur.execute(
-            f"SELECT pg_catalog.setval({literal}, COALESCE((SELECT max({quote(column)}) FROM {quote(table)}), 0) + 1, false)"
+        execute(
+            f"SELECT pg_catalog.setval({literal}, COALESCE((SELECT max({quote(column)}) FROM {quote(table)}), 0) + 1, false)",
+            [],
         )
 
 

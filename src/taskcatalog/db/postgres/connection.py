@@ -428,6 +428,13 @@ class PostgresConnection(Connection):
         # Without parameters the text is sent as it is (a '%' needs no doubling).
         return self._sessions.fetch(sql, params if params else None)[0]
 
+    def _json_value(self, value: Any) -> Any:
+        # psycopg sends a str as text and an int as a number; a JSONB column takes neither as JSON.
+        return None if value is None else self._psycopg.types.json.Jsonb(value)
+
+    def _ids_loaded(self, table: str) -> None:
+        backups.move_sequences(self._execute, table)
+
     def _execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         return self._sessions.run_many(sql, rows)
 
