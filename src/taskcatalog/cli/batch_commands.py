@@ -6,13 +6,21 @@ import argparse
 import csv
 import io
 import json
+import multiprocessing
+import multiprocessing.connection
 import os
+import sys
 from typing import Any
 
 from ..batches import BATCH_STATUSES, ROW_STATUSES, Batch, BatchProgress
-from .app import COMMANDS, Command, Session
+from ..errors import CatalogError, brief
+from .app import COMMANDS, Command, Session, open_catalog
 from .catalog_commands import parse_assignment
-from .output import Failure, Progress, UsageError, table, to_json
+from .output import PROG, Failure, Progress, UsageError, table, to_json
+
+#: The most worker processes ``batch execute --workers`` starts, and how often (seconds) it shows their progress.
+MOST_WORKERS = 64
+WORKER_POLL = 0.5
 
 
 def rows_from_file(path: str) -> list[dict[str, Any]]:
@@ -196,8 +204,16 @@ def run_show(session: Session) -> int:
     return 0
 
 
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MOST_WORKERS:
+        raise argparse.ArgumentTypeError(f"a number of worker processes from 1 to {MOST_WORKERS}, not {text!r}")
+    return int(text)
+
+
 def _add_execute(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("id", type=int, help="the batch")
+    parser.add_argument("--workers", type=_workers, default=1, metavar="N",
+                        help="run the rows in N worker processes on this host (default: 1, this process)")
 
 
 def run_execute(session: Session) -> int:
@@ -213,13 +229,76 @@ def run_execute(session: Session) -> int:
     def report(step: BatchProgress) -> None:
         progress.update(step.done, step.errors)
 
-    counts = batch.execute(progress=report)
+    if session.args.workers > 1:
+        counts = _execute_in_workers(session, batch, progress)
+    else:
+        counts = batch.execute(progress=report)
     progress.update(total - counts["pending"], counts["error"], final=True)
     if session.json:
         session.emit(batch.to_dict())
     else:
         print(_header_line(batch), file=session.out)
     return 1 if counts["error"] else 0
+
+
+def _work(options: dict[str, Any], batch_id: int, number: int) -> None:
+    """One worker process of ``batch execute --workers``: the catalog the command line named, one execute()."""
+    catalog = None
+    try:
+        catalog = open_catalog(argparse.Namespace(**options), recording=True)
+        catalog.batches.get(batch_id).execute()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except (CatalogError, OSError) as exc:
+        print(f"{PROG}: worker {number}: error: {type(exc).__name__}: {brief(exc, 500)}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    finally:
+        if catalog is not None:
+            catalog.close()
+
+
+def _execute_in_workers(session: Session, batch: Batch, progress: Progress) -> dict[str, int]:
+    """Run ``batch`` in ``--workers`` processes of this host, showing progress as the rows' outcomes arrive.
+
+    Workers are started with "spawn" (nothing of this process, its threads
+    or its connections, is inherited) and open the catalog as this command
+    did. They share the rows as any executors of a batch do; one that fails
+    leaves its row to the others (or to the next ``batch execute``).
+    """
+    args = session.args
+    options = {"interfaces": args.interfaces, "plugins": args.plugins, "config": args.config}
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_work, args=(options, batch.id, number), name=f"taskcatalog-worker-{number}")
+        for number in range(1, args.workers + 1)
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        running = [worker.sentinel for worker in workers]
+        while running:
+            for ended in multiprocessing.connection.wait(running, timeout=WORKER_POLL):
+                running.remove(ended)  # type: ignore[arg-type]
+            counts = batch.counts()
+            progress.update(sum(counts.values()) - counts["pending"], counts["error"])
+    except BaseException:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+        raise
+    finally:
+        for worker in workers:
+            worker.join()
+    failed = [f"worker {number} (exit code {worker.exitcode})"
+              for number, worker in enumerate(workers, 1) if worker.exitcode != 0]
+    counts = batch.counts()
+    if failed and counts["pending"]:
+        raise Failure(f"batch {batch.id}: {', '.join(failed)} failed; {counts['pending']} row(s) still pending: "
+                      f"run 'taskcatalog batch execute {batch.id}' again to resume")
+    if failed:
+        print(f"{PROG}: warning: batch {batch.id}: {', '.join(failed)} failed; the other workers ran its rows",
+              file=session.err)
+    return counts
 
 
 def _add_export(parser: argparse.ArgumentParser) -> None:
@@ -269,7 +348,7 @@ COMMANDS["batch"] = Command(
                         _add_list, run_list, recording=True),
         "show": Command("a batch and its rows", "taskcatalog batch show 3 --status error",
                         _add_show, run_show, recording=True),
-        "execute": Command("run a batch's pending rows (exit 1 when some fail)", "taskcatalog batch execute 3",
+        "execute": Command("run a batch's pending rows (exit 1 when some fail)", "taskcatalog batch execute 3 --workers 4",
                            _add_execute, run_execute, recording=True),
         "export": Command("a batch and its rows as CSV or JSON", "taskcatalog batch export 3 --format csv",
                           _add_export, run_export, recording=True),
