@@ -9,6 +9,7 @@ answered, and it goes on working there (new calls, new batches with new ids).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ from db_engines import ENGINES, Engine, _postgres_databases, make_engine  # noqa
 from taskcatalog import BatchFrozen, CatalogError, Context
 from taskcatalog.copying import CATALOG_TABLES, copy_catalog_database
 from taskcatalog.db import connect
+from taskcatalog.report_data import gather
 
 ECHO = """
     from taskcatalog import slot
@@ -85,9 +87,15 @@ def fill(layout: Layout, url: str) -> None:
 
 
 def answers(layout: Layout, url: str) -> dict[str, object]:
-    """What a catalog on ``url`` says: stats, usage, history and batches (with rows)."""
+    """What a catalog on ``url`` says: stats, usage, history, batches (with rows), the report's data."""
     with layout.catalog(database=url) as catalog:  # records nothing: it makes no call
+        report = dataclasses.asdict(gather(catalog, since="2020-01-01"))
+        for varies in ("generated_at", "database"):
+            del report[varies]
+        for timing in report["plugins"]:  # summed in floats by SQLite, in decimals by PostgreSQL
+            timing["mean"] = float(f"{timing['mean']:.12g}")
         return {
+            "report": report,
             "stats": catalog.stats(),
             "usage": catalog.usage(),
             "history": catalog.history(limit=1000),
@@ -109,6 +117,7 @@ def test_a_copy_answers_as_the_source_did_and_keeps_working(layout, engines):
     assert copied["taskcatalog_plugin_keys"] == 1 and copied["taskcatalog_batch_rows"] == 4
     after = answers(layout, target.url("catalog"))
     assert after == before
+    assert after["report"]["calls"] == 14 and after["report"]["plugins"] and after["report"]["batches"]
     assert [row["status"] for row in after["batches"][1]["row_list"]] == ["ok", "error", "ok"]
     assert after["batches"][1]["row_list"][2]["value_is_repr"] is True
     # The copy goes on: calls are recorded beside the copied ones, new batches get new ids,

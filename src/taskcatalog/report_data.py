@@ -166,9 +166,10 @@ def _pairs(store: Any, interface: str | None, since: float) -> list[Pair]:
         # SQLite groups it in key order, with no sort and no temporary table.
         where, params = ("", []) if interface is None else (" WHERE interface = ?", [interface])
         hour = int(since // HOUR)
-        rows = store.db._execute(
-            "SELECT interface, version, customer, sum(calls), max(last_call),"
-            " coalesce(sum(CASE WHEN hour >= ? THEN calls END), 0), coalesce(sum(CASE WHEN hour >= ? THEN errors END), 0)"
+        rows = store._read(
+            "SELECT interface, version, customer, CAST(sum(calls) AS BIGINT), max(last_call),"
+            " CAST(coalesce(sum(CASE WHEN hour >= ? THEN calls END), 0) AS BIGINT),"
+            " CAST(coalesce(sum(CASE WHEN hour >= ? THEN errors END), 0) AS BIGINT)"
             f" FROM taskcatalog_call_stats{where} GROUP BY 1, 2, 3",
             [hour, hour, *params],
         )
@@ -229,8 +230,8 @@ def _timeline_part(store: Any, pairs: list[Pair], interface: str | None, since: 
     if isinstance(store, DatabaseStore):
         for name, version in chosen:
             # A range of the primary key (interface, version, ...): only this series' rows are read.
-            for slot_of_time, bucket, calls, longest in store.db._execute(
-                "SELECT hour / ?, bucket, sum(calls), max(max_duration) FROM taskcatalog_call_stats"
+            for slot_of_time, bucket, calls, longest in store._read(
+                "SELECT hour / ?, bucket, CAST(sum(calls) AS BIGINT), max(max_duration) FROM taskcatalog_call_stats"
                 " WHERE interface = ? AND version = ? AND hour >= ? GROUP BY 1, 2",
                 [period // HOUR, name, 0 if version is None else version, int(since // HOUR)],
             ):
@@ -269,9 +270,10 @@ def _errors_part(pairs: list[Pair], data: ReportData) -> None:
 
 
 # The plugin runs of the newest batches, summed per (process, call key, plugin key)
-# in SQL, then named through the keys' primary keys. CROSS JOIN fixes the order:
-# left to itself, SQLite reads every key of the process for every record.
-_PLUGIN_RUNS = """
+# in SQL, then named through the keys' primary keys, in each engine's JSON
+# functions. CROSS JOIN fixes the order: left to itself, SQLite reads every key
+# of the process for every record.
+_SQLITE_PLUGIN_RUNS = """
 SELECT k.interface, pk.slot, pk.plugin, sum(r.runs), sum(r.total) * 1e-9, max(r.longest) * 1e-9
 FROM (
     SELECT b.process AS process, json_extract(j.value, '$[1]') AS call_key, json_extract(s.value, '$[0]') AS plugin_key,
@@ -285,21 +287,39 @@ CROSS JOIN taskcatalog_plugin_keys AS pk ON pk.process = r.process AND pk.key = 
 {where}
 GROUP BY 1, 2, 3
 """
+_POSTGRES_PLUGIN_RUNS = """
+SELECT k.interface, pk.slot, pk.plugin, CAST(sum(r.runs) AS BIGINT), CAST(sum(r.total) * 1e-9 AS DOUBLE PRECISION),
+       CAST(max(r.longest) * 1e-9 AS DOUBLE PRECISION)
+FROM (
+    SELECT b.process AS process, (j.value ->> 1)::bigint AS call_key, (s.value ->> 0)::bigint AS plugin_key,
+           count(*) AS runs, sum((s.value ->> 2)::bigint) AS total, max((s.value ->> 2)::bigint) AS longest
+    FROM taskcatalog_call_batches AS b
+    CROSS JOIN LATERAL json_array_elements(b.records::json) AS j (value)
+    CROSS JOIN LATERAL json_array_elements(j.value -> 8) AS s (value)
+    WHERE b.id >= %s AND b.latest >= %s
+    GROUP BY 1, 2, 3
+) AS r
+JOIN taskcatalog_call_keys AS k ON k.process = r.process AND k.key = r.call_key
+JOIN taskcatalog_plugin_keys AS pk ON pk.process = r.process AND pk.key = r.plugin_key
+{where}
+GROUP BY 1, 2, 3
+"""
+_PLUGIN_RUNS = {"sqlite": _SQLITE_PLUGIN_RUNS, "postgresql": _POSTGRES_PLUGIN_RUNS}
 # The oldest batch among the newest holding PLUGIN_WINDOW calls (a running sum, newest first).
 _WINDOW_START = """
 SELECT coalesce(max(id), 0) FROM (
     SELECT id, sum(calls) OVER (ORDER BY id DESC ROWS UNBOUNDED PRECEDING) AS seen
     FROM taskcatalog_call_batches WHERE latest >= ? ORDER BY id DESC LIMIT ?
-) WHERE seen >= ?
+) AS newest WHERE seen >= ?
 """
 
 
 def _plugins_part(store: Any, interface: str | None, since: float, data: ReportData) -> None:
     if isinstance(store, DatabaseStore):
         db = store.db
-        first = db._execute(_WINDOW_START, (since, PLUGIN_WINDOW, PLUGIN_WINDOW))[0][0]
+        first = store._read(_WINDOW_START, (since, PLUGIN_WINDOW, PLUGIN_WINDOW))[0][0]
         where, params = ("", []) if interface is None else ("WHERE k.interface = ?", [interface])
-        rows = db._execute(_PLUGIN_RUNS.format(where=where), [first, since, *params])
+        rows = db._execute(db._qmark(_PLUGIN_RUNS[db.dialect].format(where=where)), [first, since, *params])
         timings = [PluginTiming(n, s, p, runs, total / runs, longest) for n, s, p, runs, total, longest in rows]
     else:
         runs: dict[tuple[str, Any, str], list[float]] = defaultdict(list)
@@ -317,8 +337,9 @@ def _batches_part(catalog: Catalog, interface: str | None, data: ReportData) -> 
         return
     batches = catalog.batches
     where, params = ("", []) if interface is None else (" WHERE interface = ?", [interface])
-    newest = catalog.database._execute(
-        f"SELECT id FROM taskcatalog_batches{where} ORDER BY id DESC LIMIT ?", [*params, TOP_BATCHES]
+    db = catalog.database
+    newest = db._execute(
+        db._qmark(f"SELECT id FROM taskcatalog_batches{where} ORDER BY id DESC LIMIT ?"), [*params, TOP_BATCHES]
     )
     for (batch_id,) in newest:
         batch = batches.get(batch_id)

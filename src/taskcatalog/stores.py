@@ -639,7 +639,9 @@ class DatabaseStore:
         params.append(int(since // HOUR))
         groups: dict[tuple[Any, Any, Any], list[tuple[int, int, int, float]]] = {}
         for name, version, who, bucket, calls, errors, longest in self._read(
-            "SELECT interface, version, customer, bucket, sum(calls), sum(errors), max(max_duration)"
+            # CAST: PostgreSQL sums integers as numeric (Decimal in Python).
+            "SELECT interface, version, customer, bucket, CAST(sum(calls) AS BIGINT), CAST(sum(errors) AS BIGINT),"
+            " max(max_duration)"
             f" FROM taskcatalog_call_stats{_where(clauses)} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
             params,
         ):
