@@ -92,8 +92,8 @@ def answers(layout: Layout, url: str) -> dict[str, object]:
         report = dataclasses.asdict(gather(catalog, since="2020-01-01"))
         for varies in ("generated_at", "database"):
             del report[varies]
-        for timing in report["plugins"]:  # summed in floats by SQLite, in decimals by PostgreSQL
-            timing["mean"] = float(f"{timing['mean']:.12g}")
+        for timing in report["plugins"]:  # ns to s in floats by SQLite, in decimals by PostgreSQL
+            timing["mean"], timing["longest"] = (float(f"{timing[key]:.12g}") for key in ("mean", "longest"))
         return {
             "report": report,
             "stats": catalog.stats(),
