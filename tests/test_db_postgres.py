@@ -510,3 +510,38 @@ def test_a_catalog_database_on_postgresql_gets_the_catalogs_tables_under_sqlites
         )]
     assert postgres.tables("catalog") == sqlite_tables
     assert postgres.query("SELECT count(*) FROM taskcatalog_call_log", name="catalog") == [(0,)]
+
+
+def test_a_catalog_database_on_postgresql_wipes_nothing_while_a_batch_is_executed_and_restores_frozen(
+    postgres, tmp_path
+):
+    """wipe() is one TRUNCATE on PostgreSQL, which fires no row trigger: a statement trigger refuses it
+    while any batch is executed, as SQLite's row triggers refuse wipe() there. A restore replaces the
+    tables anyway (user triggers off while loading), and the batches it brings back are frozen."""
+    import psycopg
+
+    from taskcatalog import BatchFrozen, Catalog
+
+    interfaces = tmp_path / "interfaces"
+    interfaces.mkdir()
+    (interfaces / "double.py").write_text("def double_entrypoint_v1(ctx, x: int):\n    return 2 * x\n")
+    url = postgres.url("catalog")
+    with Catalog(interfaces, [], database=url) as catalog:
+        catalog.batches.create("double", 1, rows=[{"x": 1}, {"x": 2}]).execute()
+        saved = catalog.database.backup(tmp_path / "catalog.backup")
+        with pytest.raises(psycopg.errors.RaiseException, match="^taskcatalog: this batch is executed and frozen"):
+            catalog.database.wipe()
+        assert catalog.batches.get(1).counts()["ok"] == 2
+    with connect(postgres.url("restored")) as db:
+        from taskcatalog.stores import catalog_migrations
+
+        db.upgrade(catalog_migrations("postgresql"))
+        counts = db.restore(saved)
+        assert counts["taskcatalog_batch_outcomes"] == 2 and counts["taskcatalog_batches"] == 1
+        assert db.restore(saved) == counts  # over executed batches too
+    with Catalog(interfaces, [], database=postgres.url("restored")) as catalog:
+        batch = catalog.batches.get(1)
+        assert [row.value for row in batch.rows()] == [2, 4]
+        with pytest.raises(BatchFrozen, match="^batch 1 is executed and frozen: it cannot take new rows$"):
+            batch.add_rows([{"x": 3}])
+        assert catalog.batches.create("double", 1, rows=[{"x": 5}]).id == 2

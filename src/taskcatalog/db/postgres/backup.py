@@ -193,9 +193,12 @@ def restore(source: Path, cur: Any, label: str, applied: dict[tuple[str, str], s
             listed = ", ".join(quote(name) for name, _ in tables)
             cur.execute(f"LOCK TABLE {listed} IN ACCESS EXCLUSIVE MODE")
             cur.execute("SET CONSTRAINTS ALL DEFERRED")
+            # User triggers off while the tables are emptied and loaded: one refusing to
+            # empty a table of frozen rows (TRUNCATE) must not stop a restore replacing them.
+            for name, _ in tables:
+                cur.execute(f"ALTER TABLE {quote(name)} DISABLE TRIGGER USER")
             cur.execute(f"TRUNCATE {listed}")
         for name, columns in tables:
-            cur.execute(f"ALTER TABLE {quote(name)} DISABLE TRIGGER USER")
             with cur.copy(f"COPY {quote(name)} ({', '.join(map(quote, columns))}) FROM STDIN") as copy:
                 buffer: list[bytes] = []
                 size = 0
@@ -212,8 +215,9 @@ def restore(source: Path, cur: Any, label: str, applied: dict[tuple[str, str], s
                 if buffer:
                     copy.write(b"".join(buffer))
             counts[name] = cur.rowcount
-            cur.execute(f"ALTER TABLE {quote(name)} ENABLE TRIGGER USER")
             move_sequences(lambda sql, params: cur.execute(sql, params or None).fetchall(), name)
+        for name, _ in tables:
+            cur.execute(f"ALTER TABLE {quote(name)} ENABLE TRIGGER USER")
         trailer = file.readline()
     try:
         expected = json.loads(trailer)["rows"]

@@ -31,3 +31,25 @@ CREATE TRIGGER taskcatalog_batch_outcomes_frozen BEFORE INSERT OR UPDATE OR DELE
 FOR EACH ROW EXECUTE FUNCTION taskcatalog_refuse_frozen();
 CREATE TRIGGER taskcatalog_batch_claims_frozen BEFORE INSERT OR UPDATE OR DELETE ON taskcatalog_batch_claims
 FOR EACH ROW EXECUTE FUNCTION taskcatalog_refuse_frozen();
+
+-- TRUNCATE (what wipe() runs here) fires no row trigger: refused as a whole
+-- while any batch is executed, as SQLite's DELETE triggers refuse wipe() there.
+CREATE FUNCTION taskcatalog_refuse_truncating_frozen() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM taskcatalog_batches WHERE status = 'executed') THEN
+        RAISE EXCEPTION 'taskcatalog: this batch is executed and frozen';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER taskcatalog_batches_frozen_truncate BEFORE TRUNCATE ON taskcatalog_batches
+FOR EACH STATEMENT EXECUTE FUNCTION taskcatalog_refuse_truncating_frozen();
+CREATE TRIGGER taskcatalog_batch_rows_frozen_truncate BEFORE TRUNCATE ON taskcatalog_batch_rows
+FOR EACH STATEMENT EXECUTE FUNCTION taskcatalog_refuse_truncating_frozen();
+CREATE TRIGGER taskcatalog_batch_dependencies_frozen_truncate BEFORE TRUNCATE ON taskcatalog_batch_dependencies
+FOR EACH STATEMENT EXECUTE FUNCTION taskcatalog_refuse_truncating_frozen();
+CREATE TRIGGER taskcatalog_batch_outcomes_frozen_truncate BEFORE TRUNCATE ON taskcatalog_batch_outcomes
+FOR EACH STATEMENT EXECUTE FUNCTION taskcatalog_refuse_truncating_frozen();
+CREATE TRIGGER taskcatalog_batch_claims_frozen_truncate BEFORE TRUNCATE ON taskcatalog_batch_claims
+FOR EACH STATEMENT EXECUTE FUNCTION taskcatalog_refuse_truncating_frozen();
