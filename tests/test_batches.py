@@ -1,5 +1,11 @@
-"""Batches (DESIGN 2.11): rows checked when added, executed once through ``catalog.run``,
-resumable after a kill, shared by several executors, frozen in Python and in the database."""
+"""Batches (DESIGN 2.11, 2.14): rows checked when added, executed once through ``catalog.run``,
+resumable after a kill, shared by several executors, frozen in Python and in the database.
+
+The catalog database of a test is on the ``engine`` it runs with (tests/db_engines.py): every
+test taking ``catalog`` (or ``engine``) runs once on SQLite and once on PostgreSQL, from the
+same code. SQLite's executors claim ranges of rows (``taskcatalog_batch_claims``), PostgreSQL's
+lock one row at a time (``FOR UPDATE SKIP LOCKED``): what the tests check is the contract both
+give. The few tests of one engine only say why."""
 
 from __future__ import annotations
 
@@ -13,12 +19,15 @@ import sys
 import threading
 import time
 from collections import Counter
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import ROOT, Layout
+from db_engines import Engine
 from taskcatalog import (
     ArgumentError,
     BatchFrozen,
@@ -111,13 +120,14 @@ RECORDER = """
         return n
 """
 
-# Like RECORDER, but each process's first row waits until another process has
-# started a row too: two executors are certainly running the batch at once.
+# Like RECORDER, but each process's first row waits until MEET processes have
+# started a row: that many executors are certainly running the batch at once.
 PAIR = """
     import os
     import time
 
     LOG = {log!r}
+    MEET = {meet!r}
     _met = False
 
     def pair_entrypoint_v1(ctx, n: int):
@@ -130,23 +140,27 @@ PAIR = """
         deadline = time.monotonic() + 60
         while not _met:
             with open(LOG) as file:
-                _met = len({{line.split()[0] for line in file}}) >= 2
+                _met = len({{line.split()[0] for line in file}}) >= MEET
             if time.monotonic() > deadline:
-                raise TimeoutError("the other executor never started a row")
+                raise TimeoutError("the other executors never started a row")
             time.sleep(0.002)
         return n
 """
 
 
-def database(tmp_path: Path) -> str:
-    return str(tmp_path / "var" / "c.sqlite3")
+CATALOG = "catalog"  # the name of the catalog database among the engine's databases
+
+
+def database(engine: Engine) -> str:
+    """The catalog database of the test: a file in its folder (SQLite), a database of its own (PostgreSQL)."""
+    return engine.url(CATALOG)
 
 
 @pytest.fixture
-def catalog(layout: Layout, tmp_path: Path):
+def catalog(layout: Layout, engine: Engine):
     layout.interface("calc", CALC)
     layout.interface("even", EVEN)
-    with layout.catalog(database=database(tmp_path)) as opened:
+    with layout.catalog(database=database(engine)) as opened:
         yield opened
 
 
@@ -168,10 +182,74 @@ def wait_for(condition, what: str, timeout: float = 30.0) -> None:
         time.sleep(0.005)
 
 
-def raw(path: str) -> sqlite3.Connection:
+def raw_sqlite(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+@contextmanager
+def raw(engine: Engine) -> Iterator[Any]:
+    """A driver connection to the catalog database, outside the library (autocommit; SQLite checks foreign keys)."""
+    with engine.raw(CATALOG) as conn:
+        if not engine.postgres:
+            conn.execute("PRAGMA foreign_keys = ON")
+        yield conn
+
+
+def write(engine: Engine, sql: str, params: tuple[Any, ...] = ()) -> None:
+    """One statement (``?`` placeholders) run on the catalog database outside the library."""
+    with raw(engine) as conn:
+        conn.execute(sql.replace("?", "%s") if engine.postgres else sql, params)
+
+
+def frozen_error(engine: Engine) -> type[Exception]:
+    """The driver's error for the triggers' refusal: SQLite's RAISE(ABORT) is an IntegrityError,
+    PL/pgSQL's RAISE EXCEPTION a RaiseException (SQLSTATE P0001)."""
+    if engine.postgres:
+        import psycopg
+
+        return psycopg.errors.RaiseException  # type: ignore[no-any-return]
+    return sqlite3.IntegrityError
+
+
+def assert_frozen_refusal(error: BaseException, engine: Engine) -> None:
+    """``error`` is the triggers' refusal, word for word."""
+    assert type(error) is frozen_error(engine)
+    if engine.postgres:  # its str() adds a CONTEXT line naming the trigger function
+        assert (error.sqlstate, error.diag.message_primary) == ("P0001", FROZEN)  # type: ignore[attr-defined]
+        assert str(error).startswith(FROZEN + "\n")
+    else:
+        assert str(error) == FROZEN
+
+
+def wait_for_sessions_to_end(engine: Engine) -> None:
+    """PostgreSQL: wait until no other session is open on the catalog database.
+
+    A killed executor's transaction ends (rolled back, its row locks gone) when the server
+    notices its connection closed: soon, but not at once. SQLite has no server: nothing to wait for.
+    """
+    if not engine.postgres:
+        return
+
+    def ended() -> bool:
+        return engine.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()", name=CATALOG,
+        ) == [(0,)]
+
+    wait_for(ended, "the sessions of the killed executor to end")
+
+
+def row_locked(engine: Engine, batch_id: int, number: int) -> bool:
+    """PostgreSQL: whether an executor holds the row (its lock, taken with FOR UPDATE) right now."""
+    free = engine.query(
+        "SELECT number FROM taskcatalog_batch_rows WHERE batch = ? AND number = ? FOR UPDATE SKIP LOCKED",
+        (batch_id, number), name=CATALOG,
+    )  # autocommit: a lock taken here ends with the statement
+    assert engine.query("SELECT 1 FROM taskcatalog_batch_rows WHERE batch = ? AND number = ?", (batch_id, number),
+                        name=CATALOG) == [(1,)], f"batch {batch_id} has no row {number}"
+    return not free
 
 
 # -- header, rows, numbering ---------------------------------------------------------------
@@ -290,10 +368,11 @@ def test_list_newest_first_and_by_status(catalog):
     assert str(caught.value) == "status must be one of pending, executing, executed, not 'done'"
 
 
-def test_get_of_a_missing_batch_is_batch_not_found(catalog, tmp_path):
+def test_get_of_a_missing_batch_is_batch_not_found(catalog, engine):
     with pytest.raises(BatchNotFound) as caught:
         catalog.batches.get(42)
-    assert str(caught.value) == f"no batch 42 in {database(tmp_path)}"
+    # The database's label: SQLite's path; PostgreSQL's URL less any password (these URLs have none).
+    assert str(caught.value) == f"no batch 42 in {database(engine)}"
     assert isinstance(caught.value, LookupError)
     with pytest.raises(TypeError) as caught:
         catalog.batches.get("1")  # type: ignore[arg-type]
@@ -579,9 +658,9 @@ def test_depending_on_a_missing_batch(catalog):
 
 
 @pytest.mark.parametrize("change", ["deleted", "broken", "version gone"])
-def test_an_interface_that_changed_is_refused_and_rows_stay(layout, tmp_path, change):
+def test_an_interface_that_changed_is_refused_and_rows_stay(layout, engine, change):
     path = layout.interface("calc", CALC)
-    with layout.catalog(database=database(tmp_path)) as catalog:
+    with layout.catalog(database=database(engine)) as catalog:
         batch = catalog.batches.create("calc", 1, rows=[{"n": 1}, {"n": 2}])
         before = batch.rows()
     if change == "deleted":
@@ -593,7 +672,7 @@ def test_an_interface_that_changed_is_refused_and_rows_stay(layout, tmp_path, ch
     else:
         layout.interface("calc", "def calc_entrypoint_v2(ctx, n):\n    return n\n")
         expected, error = "interface 'calc' has no version 1 (versions: 2)", VersionNotFound
-    with layout.catalog(database=database(tmp_path)) as catalog:
+    with layout.catalog(database=database(engine)) as catalog:
         batch = catalog.batches.get(batch.id)
         reason = batch.why_not_execute()
         assert reason == f"batch {batch.id} cannot run calc v1: {expected}"
@@ -606,7 +685,7 @@ def test_an_interface_that_changed_is_refused_and_rows_stay(layout, tmp_path, ch
         assert batch.rows() == before
 
 
-def test_a_version_retired_since_create_cannot_execute(layout, tmp_path):
+def test_a_version_retired_since_create_cannot_execute(layout, engine):
     source = """
         from taskcatalog import deprecated
 
@@ -618,10 +697,10 @@ def test_a_version_retired_since_create_cannot_execute(layout, tmp_path):
             return n
     """
     layout.interface("old", source.format(sunset="2999-01-01"))
-    with layout.catalog(database=database(tmp_path)) as catalog:
+    with layout.catalog(database=database(engine)) as catalog:
         batch = catalog.batches.create("old", 1, rows=[{"n": 1}])
     layout.interface("old", source.format(sunset="2020-01-01"))
-    with layout.catalog(database=database(tmp_path)) as catalog:
+    with layout.catalog(database=database(engine)) as catalog:
         batch = catalog.batches.get(batch.id)
         retired = f"old v1 was retired after 2020-01-01: use v2 ({layout.interfaces / 'old.py'}:4)"
         reason = f"batch {batch.id} cannot run old v1: {retired}"
@@ -643,91 +722,125 @@ TABLES = ("taskcatalog_batches", "taskcatalog_batch_rows", "taskcatalog_batch_de
 
 
 @pytest.fixture
-def executed(catalog, tmp_path):
+def executed(catalog, engine):
     """(executed batch id, pending batch id, raw connection): each depends on a batch of its own."""
     before = catalog.batches.create("calc", 1, rows=[{"n": 0}])
     before.execute()
     batch = catalog.batches.create("calc", 1, rows=[{"n": 1}, {"n": 2}], depends_on=[before])
+    if engine.postgres:
+        # PostgreSQL's executors lock rows and record no claims; the table is there for a database
+        # copied from SQLite, whose claims are frozen too: give the batch one, as a copy would have.
+        write(engine, "INSERT INTO taskcatalog_batch_claims (batch, first, last, claimed_by, claimed_at)"
+                      " VALUES (?, 1, 2, 'sqlite-host 1 p', 0)", (batch.id,))
     batch.execute()
     pending = catalog.batches.create("calc", 1, rows=[{"n": 3}], depends_on=[catalog.batches.create("calc", 1)])
-    with closing(raw(database(tmp_path))) as conn:
+    with raw(engine) as conn:
+        # Every table holds something of the executed batch, for the statements to change.
+        for table in TABLES:
+            assert conn.execute(f"SELECT count(*) FROM {table} WHERE {'id' if table == TABLES[0] else 'batch'}"
+                                f" = {batch.id}").fetchall()[0][0] > 0, table
         yield batch.id, pending.id, conn
+
+
+def spelled(sqlite: str, postgres: str, id: str) -> Any:
+    """One change, spelled per engine: PostgreSQL has no INSERT OR REPLACE; its way to overwrite a
+    row is the upsert, INSERT ... ON CONFLICT DO UPDATE (a BEFORE INSERT trigger, then on the
+    conflict the BEFORE UPDATE one, of the row it would overwrite)."""
+    return pytest.param({"sqlite": sqlite, "postgres": postgres}, id=id)
+
+
+def in_spelling(sql: Any, engine: Engine) -> str:
+    return sql[engine.name] if isinstance(sql, dict) else sql
 
 
 @pytest.mark.parametrize("sql", [
     "UPDATE taskcatalog_batch_rows SET args = '{{}}' WHERE batch = {b}",
     "UPDATE taskcatalog_batch_outcomes SET status = 'error', value = NULL WHERE batch = {b} AND number = 1",
     "DELETE FROM taskcatalog_batch_outcomes WHERE batch = {b} AND number = 2",
-    "INSERT OR REPLACE INTO taskcatalog_batch_outcomes (batch, number, status, finished_at)"
-    " VALUES ({b}, 1, 'ok', 0)",
+    spelled("INSERT OR REPLACE INTO taskcatalog_batch_outcomes (batch, number, status, finished_at)"
+            " VALUES ({b}, 1, 'ok', 0)",
+            "INSERT INTO taskcatalog_batch_outcomes (batch, number, status, finished_at) VALUES ({b}, 1, 'ok', 0)"
+            " ON CONFLICT (batch, number) DO UPDATE SET status = excluded.status, finished_at = excluded.finished_at",
+            id="replace-outcome"),
     "UPDATE taskcatalog_batch_claims SET claimed_by = 'mallory' WHERE batch = {b}",
     "DELETE FROM taskcatalog_batch_claims WHERE batch = {b}",
     "INSERT INTO taskcatalog_batch_claims (batch, first, last, claimed_by, claimed_at) VALUES ({b}, 50, 60, 'x', 0)",
     "DELETE FROM taskcatalog_batch_rows WHERE batch = {b}",
     "INSERT INTO taskcatalog_batch_rows (batch, number, args) VALUES ({b}, 3, '{{}}')",
-    "INSERT OR REPLACE INTO taskcatalog_batch_rows (batch, number, args) VALUES ({b}, 1, '{{}}')",
+    spelled("INSERT OR REPLACE INTO taskcatalog_batch_rows (batch, number, args) VALUES ({b}, 1, '{{}}')",
+            "INSERT INTO taskcatalog_batch_rows (batch, number, args) VALUES ({b}, 1, '{{}}')"
+            " ON CONFLICT (batch, number) DO UPDATE SET args = excluded.args",
+            id="replace-row"),
     "UPDATE taskcatalog_batches SET description = 'edited' WHERE id = {b}",
     "UPDATE taskcatalog_batches SET status = 'pending' WHERE id = {b}",
     "DELETE FROM taskcatalog_batches WHERE id = {b}",
     "INSERT INTO taskcatalog_batch_dependencies (batch, depends_on) VALUES ({b}, {p})",
     "DELETE FROM taskcatalog_batch_dependencies WHERE batch = {b}",
 ])
-def test_triggers_refuse_changes_to_an_executed_batch(executed, sql):
+def test_triggers_refuse_changes_to_an_executed_batch(executed, engine, sql):
     batch, pending, conn = executed
     state = [conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in TABLES]
-    with pytest.raises(sqlite3.IntegrityError) as caught:
-        conn.execute(sql.format(b=batch, p=pending))
-    assert str(caught.value) == FROZEN
+    with pytest.raises(frozen_error(engine)) as caught:
+        conn.execute(in_spelling(sql, engine).format(b=batch, p=pending))
+    assert_frozen_refusal(caught.value, engine)
     assert [conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in TABLES] == state
 
 
 @pytest.mark.parametrize("sql", [
-    # Ways around the triggers of 0002_batches.sql, closed by 0003_batch_claims.sql.
+    # Ways around the triggers of SQLite's 0002_batches.sql, closed by its 0003_batch_claims.sql
+    # (PostgreSQL's one trigger function checks the old and the new owner of every change).
     pytest.param("UPDATE taskcatalog_batch_dependencies SET depends_on = {p} WHERE batch = {b}",
                  id="retarget-dependency"),
     pytest.param("UPDATE taskcatalog_batch_dependencies SET batch = {b} WHERE batch = {p}", id="move-dependency-in"),
     pytest.param("UPDATE taskcatalog_batch_rows SET batch = {b}, number = 99 WHERE batch = {p}", id="move-row-in"),
-    # REPLACE deletes the executed header without firing its DELETE trigger (recursive_triggers is off).
-    pytest.param("INSERT OR REPLACE INTO taskcatalog_batches (id, interface, version, created_at, created_by)"
-                 " VALUES ({b}, 'calc', 1, 0, 'mallory')", id="replace-header"),
+    # SQLite: REPLACE deletes the executed header without firing its DELETE trigger (recursive_triggers
+    # is off). PostgreSQL: the upsert overwrites it through an UPDATE, which its trigger refuses.
+    spelled("INSERT OR REPLACE INTO taskcatalog_batches (id, interface, version, created_at, created_by)"
+            " VALUES ({b}, 'calc', 1, 0, 'mallory')",
+            "INSERT INTO taskcatalog_batches (id, interface, version, created_at, created_by)"
+            " VALUES ({b}, 'calc', 1, 0, 'mallory')"
+            " ON CONFLICT (id) DO UPDATE SET created_by = excluded.created_by, status = 'pending'",
+            id="replace-header"),
 ])
-def test_triggers_refuse_every_way_around(executed, sql):
+def test_triggers_refuse_every_way_around(executed, engine, sql):
     batch, pending, conn = executed
-    with pytest.raises(sqlite3.IntegrityError) as caught:
-        conn.execute(sql.format(b=batch, p=pending))
-    assert str(caught.value) == FROZEN
+    with pytest.raises(frozen_error(engine)) as caught:
+        conn.execute(in_spelling(sql, engine).format(b=batch, p=pending))
+    assert_frozen_refusal(caught.value, engine)
 
 
-def test_the_library_reports_a_database_refusal_as_batch_frozen(catalog, tmp_path):
+def test_the_library_reports_a_database_refusal_as_batch_frozen(catalog, engine):
     """A change that passed the Python check but met the trigger (another process executed it meanwhile)."""
     batch = catalog.batches.create("calc", 1, rows=[{"n": 1}])
     def rows_while_another_process_executes_it():
         yield {"n": 2}
-        with closing(raw(database(tmp_path))) as conn:
-            conn.execute("INSERT INTO taskcatalog_batch_outcomes (batch, number, status, finished_at)"
-                         " VALUES (?, 1, 'ok', 0)", (batch.id,))
-            conn.execute("UPDATE taskcatalog_batches SET status = 'executed' WHERE id = ?", (batch.id,))
+        write(engine, "INSERT INTO taskcatalog_batch_outcomes (batch, number, status, finished_at)"
+                      " VALUES (?, 1, 'ok', 0)", (batch.id,))
+        write(engine, "UPDATE taskcatalog_batches SET status = 'executed' WHERE id = ?", (batch.id,))
         yield {"n": 3}
 
     with pytest.raises(BatchFrozen) as caught:
         batch.add_rows(rows_while_another_process_executes_it())
     assert str(caught.value) == f"batch {batch.id} is executed and frozen (refused by the database)"
-    assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
+    assert_frozen_refusal(caught.value.__cause__, engine)
     assert [(r.number, r.status) for r in batch.rows()] == [(1, "ok")]
 
 
 def test_a_database_made_before_claims_keeps_its_batches(layout, tmp_path):
     """0003_batch_claims moves 0002's outcomes to their own table: finished rows stay finished, a row
-    'running' when the process died is pending again, and an executed batch stays executed and frozen."""
+    'running' when the process died is pending again, and an executed batch stays executed and frozen.
+
+    SQLite only: it upgrades a database made by SQLite's 0002, which PostgreSQL never had (its
+    migrations start in the shape SQLite's 0003 gives)."""
     from taskcatalog import db
     from taskcatalog.stores import catalog_migrations
 
     layout.interface("calc", CALC)
-    path = database(tmp_path)
+    path = str(tmp_path / "var" / "c.sqlite3")
     Path(path).parent.mkdir()
     with closing(db.connect(path)) as conn:
         conn.upgrade(catalog_migrations("sqlite")[:2])  # 0001_telemetry, 0002_batches
-    with closing(raw(path)) as conn:
+    with closing(raw_sqlite(path)) as conn:
         for batch, status in ((1, "executing"), (2, "executed")):
             conn.execute("INSERT INTO taskcatalog_batches (id, interface, version, status, created_at, created_by)"
                          " VALUES (?, 'calc', 1, 'pending', 0, 'alice')", (batch,))
@@ -744,7 +857,7 @@ def test_a_database_made_before_claims_keeps_its_batches(layout, tmp_path):
         assert resumed.execute() == {"pending": 0, "ok": 3, "error": 0, "skipped": 0}
         assert [r.value for r in resumed.rows()] == [2, 4, 6] and resumed.status == "executed"
         assert frozen.status == "executed" and frozen.rows()[0].finished_at == dt.datetime.fromtimestamp(5, dt.timezone.utc)
-    with closing(raw(path)) as conn, pytest.raises(sqlite3.IntegrityError) as caught:
+    with closing(raw_sqlite(path)) as conn, pytest.raises(sqlite3.IntegrityError) as caught:
         conn.execute("DELETE FROM taskcatalog_batch_outcomes WHERE batch = 2")
     assert str(caught.value) == FROZEN
 
@@ -760,12 +873,19 @@ catalog.close()
 """
 
 
-def executor(layout: Layout, tmp_path: Path, batch_id: int) -> subprocess.Popen[bytes]:
+def executor(layout: Layout, engine: Engine, batch_id: int) -> subprocess.Popen[bytes]:
     environment = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     return subprocess.Popen(
-        [sys.executable, "-c", EXECUTE, str(layout.interfaces), database(tmp_path), str(batch_id)],
+        [sys.executable, "-c", EXECUTE, str(layout.interfaces), database(engine), str(batch_id)],
         env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
+
+
+def killed(child: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``child`` and check that it died of it (not of something before it)."""
+    child.kill()
+    _, stderr = child.communicate()
+    assert child.returncode == -9, stderr.decode()
 
 
 @pytest.fixture
@@ -775,18 +895,21 @@ def recorder(layout: Layout, tmp_path: Path):
     return log, gate
 
 
-def test_kill_9_mid_row_resumes_with_only_that_row_again(layout, tmp_path, recorder):
+def test_kill_9_mid_row_resumes_with_only_that_row_again(layout, engine, recorder):
     log, gate = recorder
-    with layout.catalog(database=database(tmp_path)) as catalog:
+    with layout.catalog(database=database(engine)) as catalog:
         batch = catalog.batches.create("rec", 1, rows=[{"n": n, "hold": n == 5} for n in range(1, 9)])
-    child = executor(layout, tmp_path, batch.id)
+    child = executor(layout, engine, batch.id)
     try:
         wait_for(lambda: (child.pid, 5) in log_lines(log) or child.poll() is not None, "row 5 to start")
+        if engine.postgres:  # the executor holds the row it runs: its lock, in the transaction of its outcome
+            assert row_locked(engine, batch.id, 5)
     finally:
-        child.kill()
-        _, stderr = child.communicate()
-    assert child.returncode == -9, stderr.decode()
-    with layout.catalog(database=database(tmp_path)) as catalog:
+        killed(child)
+    wait_for_sessions_to_end(engine)
+    if engine.postgres:  # the server rolled the dead executor's transaction back: the row is free for anyone
+        assert not row_locked(engine, batch.id, 5)
+    with layout.catalog(database=database(engine)) as catalog:
         batch = catalog.batches.get(batch.id)
         assert batch.status == "executing"
         assert [r.status for r in batch.rows()] == ["ok"] * 4 + ["pending"] * 4
@@ -802,26 +925,29 @@ def test_kill_9_mid_row_resumes_with_only_that_row_again(layout, tmp_path, recor
         assert [p.done for p in seen] == [5, 6, 7, 8] and {p.total for p in seen} == {8}
         assert batch.status == "executed" and [r.value for r in batch.rows()] == list(range(1, 9))
     started = log_lines(log)
-    # Only the row in flight ran twice (the dead executor's claim is taken over once no row is unclaimed).
+    # Only the row in flight ran twice. SQLite: the dead executor's claim is taken over once no row
+    # is unclaimed. PostgreSQL: its lock went with its connection; the row is the first pending one.
     assert [n for _, n in started[:5]] == [1, 2, 3, 4, 5] and sorted(n for _, n in started[5:]) == [5, 6, 7, 8]
     assert {pid for pid, n in started[:5]} == {child.pid} and {pid for pid, _ in started[5:]} == {os.getpid()}
+    if engine.postgres:
+        assert [n for _, n in started[5:]] == [5, 6, 7, 8]
 
 
-def test_kill_9_anywhere_loses_no_row_and_repeats_no_finished_one(layout, tmp_path, recorder):
+def test_kill_9_anywhere_loses_no_row_and_repeats_no_finished_one(layout, engine, recorder):
     log, gate = recorder
     total = 2000
-    with layout.catalog(database=database(tmp_path), telemetry=False) as catalog:
+    with layout.catalog(database=database(engine), telemetry=False) as catalog:
         # The last row holds until the gate opens: the child is still executing when killed.
         batch = catalog.batches.create("rec", 1, rows=[{"n": n, "hold": n == total} for n in range(1, total + 1)])
-    child = executor(layout, tmp_path, batch.id)
+    child = executor(layout, engine, batch.id)
     try:
         wait_for(lambda: len(log_lines(log)) >= 300 or child.poll() is not None, "300 rows to start")
     finally:
-        child.kill()
-        _, stderr = child.communicate()
-    assert child.returncode == -9, stderr.decode()
+        killed(child)
+    # PostgreSQL: the row it had locked (started or not) is free once the server has ended its session.
+    wait_for_sessions_to_end(engine)
     before_resume = len(log_lines(log))
-    with layout.catalog(database=database(tmp_path), telemetry=False) as catalog:
+    with layout.catalog(database=database(engine), telemetry=False) as catalog:
         batch = catalog.batches.get(batch.id)
         finished = {r.number for r in batch.rows() if r.status == "ok"}
         in_flight = {n for _, n in log_lines(log)} - finished  # started, no outcome
@@ -839,6 +965,50 @@ def test_kill_9_anywhere_loses_no_row_and_repeats_no_finished_one(layout, tmp_pa
     assert {n for n, c in counts.items() if c > 1} <= in_flight and max(counts.values()) <= 2
 
 
+def test_a_worker_killed_mid_row_while_another_runs_loses_no_row(layout, engine, recorder):
+    """Two executor processes, A and B, run one batch; A is killed while it runs row 1 and B is in
+    the middle of row 10. B goes on, and once it has no other row left runs row 1: no row lost,
+    none that finished run again. (SQLite: B takes over the range of the dead process. PostgreSQL:
+    the server unlocks A's row when its connection closes; B finds it when it reads the batch again.)"""
+    log, gate = recorder
+    total = 20
+    with layout.catalog(database=database(engine)) as catalog:
+        batch = catalog.batches.create("rec", 1, rows=[{"n": n, "hold": n in (1, 10)} for n in range(1, total + 1)])
+    a = executor(layout, engine, batch.id)
+    b: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(lambda: (a.pid, 1) in log_lines(log) or a.poll() is not None, "A to start row 1")
+        b = executor(layout, engine, batch.id)
+        wait_for(lambda: (b.pid, 10) in log_lines(log) or b.poll() is not None, "B to start row 10")
+        assert log_lines(log) == [(a.pid, 1)] + [(b.pid, n) for n in range(2, 11)]  # B passed A's row by
+        if engine.postgres:
+            assert row_locked(engine, batch.id, 1) and row_locked(engine, batch.id, 10)
+        killed(a)
+        if engine.postgres:  # pending and free again, while B still holds its own
+            wait_for(lambda: not row_locked(engine, batch.id, 1), "the server to unlock the killed worker's row")
+            assert row_locked(engine, batch.id, 10)
+        with layout.catalog(database=database(engine), telemetry=False) as catalog:
+            rows = catalog.batches.get(batch.id).rows()
+            assert [r.status for r in rows] == ["pending"] + ["ok"] * 8 + ["pending"] * 11
+        gate.touch()
+        _, stderr = b.communicate(timeout=120)
+    finally:
+        for child in (a, b):
+            if child is not None and child.poll() is None:
+                killed(child)
+    assert b.returncode == 0, stderr.decode()
+    started = log_lines(log)
+    assert started == [(a.pid, 1)] + [(b.pid, n) for n in range(2, total + 1)] + [(b.pid, 1)]
+    with layout.catalog(database=database(engine)) as catalog:
+        batch = catalog.batches.get(batch.id)
+        assert batch.status == "executed" and batch.counts() == {"pending": 0, "ok": total, "error": 0, "skipped": 0}
+        assert [r.value for r in batch.rows()] == list(range(1, total + 1))
+        # Every outcome is B's (its call ids' prefix), each a call of its own, recorded once.
+        rows = batch.rows()
+        assert len({r.call_id.partition("-")[0] for r in rows}) == 1 and len({r.call_id for r in rows}) == total
+        assert sum(s.calls for s in catalog.stats(interface="rec")) == total
+
+
 THREADED = """
     import threading
 
@@ -851,11 +1021,12 @@ THREADED = """
 """
 
 
-def test_two_threads_of_one_process_share_the_rows_and_run_each_once(layout, tmp_path):
-    """Both executors are one process (one claimer name): neither takes the other's rows over, and
-    each hands back only its own range."""
+def test_two_threads_of_one_process_share_the_rows_and_run_each_once(layout, engine):
+    """Both executors are one process. SQLite: one claimer name, so neither takes the other's rows
+    over, and each hands back only its own range. PostgreSQL: each thread has a connection of its
+    own, and each skips the row the other has locked."""
     layout.interface("threaded", THREADED)
-    with layout.catalog(database=database(tmp_path)) as catalog:
+    with layout.catalog(database=database(engine)) as catalog:
         batch = catalog.batches.create("threaded", 1, rows=[{"n": n} for n in range(1, 501)])
         failures: list[BaseException] = []
 
@@ -874,38 +1045,57 @@ def test_two_threads_of_one_process_share_the_rows_and_run_each_once(layout, tmp
         values = [r.value for r in batch.rows()]
         assert batch.status == "executed" and [n for _, n in values] == list(range(1, 501))
         assert {name for name, n in values[:2]} == {"executor-0", "executor-1"}
-    with layout.catalog(database=database(tmp_path)) as catalog:  # every call, recorded: none ran twice
+    with layout.catalog(database=database(engine)) as catalog:  # every call, recorded: none ran twice
         assert sum(s.calls for s in catalog.stats(interface="threaded")) == 500
 
 
 def execute_in_child(interfaces: str, path: str, batch_id: int, barrier) -> None:
-    """Run in a spawned process: wait for the other executor, then execute the batch."""
+    """Run in a spawned process: wait for the other executors, then execute the batch."""
     with Catalog(interfaces, [], database=path) as catalog:
         batch = catalog.batches.get(batch_id)
         barrier.wait(timeout=60)
         batch.execute()
 
 
-def test_two_executors_share_the_rows_and_run_each_once(layout, tmp_path):
+def executors_share_the_rows(layout: Layout, engine: Engine, tmp_path: Path, count: int, total: int) -> None:
+    """``count`` executor processes run one batch of ``total`` rows at once: each row runs exactly
+    once, every executor runs some, and the batch ends executed with every call recorded once."""
     log = tmp_path / "started.log"
-    layout.interface("pair", PAIR.format(log=str(log)))
-    total = 300
-    with layout.catalog(database=database(tmp_path)) as catalog:
+    layout.interface("pair", PAIR.format(log=str(log), meet=count))
+    with layout.catalog(database=database(engine)) as catalog:
         batch = catalog.batches.create("pair", 1, rows=[{"n": n} for n in range(1, total + 1)])
     context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(2)
-    workers = [context.Process(target=execute_in_child, args=(str(layout.interfaces), database(tmp_path),
-                                                             batch.id, barrier)) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
-    assert [w.exitcode for w in workers] == [0, 0]
+    barrier = context.Barrier(count)
+    workers = [context.Process(target=execute_in_child, args=(str(layout.interfaces), database(engine),
+                                                             batch.id, barrier)) for _ in range(count)]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=120)
+    finally:
+        for worker in workers:
+            if worker.is_alive():  # stuck: reported by the assertion below, not left running
+                worker.kill()
+                worker.join()
+    assert [w.exitcode for w in workers] == [0] * count
     started = log_lines(log)
     assert sorted(n for _, n in started) == list(range(1, total + 1))  # every row exactly once
-    assert {pid for pid, _ in started} == {w.pid for w in workers}  # and both executors ran rows
-    with layout.catalog(database=database(tmp_path)) as catalog:
+    assert {pid for pid, _ in started} == {w.pid for w in workers}  # and every executor ran rows
+    with layout.catalog(database=database(engine)) as catalog:
         batch = catalog.batches.get(batch.id)
         assert batch.status == "executed" and batch.counts()["ok"] == total
-        assert [r.value for r in batch.rows()] == list(range(1, total + 1))
-        assert len({r.call_id for r in batch.rows()}) == total
+        rows = batch.rows()
+        assert [r.value for r in rows] == list(range(1, total + 1))
+        assert len({r.call_id for r in rows}) == total
+        assert len({r.call_id.partition("-")[0] for r in rows}) == count  # the outcomes of every executor
+        assert sum(s.calls for s in catalog.stats(interface="pair")) == total  # telemetry: each call once
+
+
+def test_two_executors_share_the_rows_and_run_each_once(layout, engine, tmp_path):
+    executors_share_the_rows(layout, engine, tmp_path, count=2, total=300)
+
+
+def test_four_workers_on_postgres_share_the_rows_and_run_each_once(layout, postgres, tmp_path):
+    """DESIGN 2.14: any number of workers execute one batch, each row locked by the one running it."""
+    executors_share_the_rows(layout, postgres, tmp_path, count=4, total=400)
