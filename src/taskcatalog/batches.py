@@ -209,6 +209,8 @@ def _encoded_value(value: Any) -> tuple[str | None, int]:
     """The value as JSON, or as its repr (flagged) when JSON cannot hold it."""
     if value is None:
         return None, 0
+    if type(value) is int:  # the commonest value, written as json writes it, without its encoder's setup
+        return int.__repr__(value), 0
     try:
         return _ENCODE(value), 0
     except (TypeError, ValueError, RecursionError):
@@ -410,7 +412,7 @@ class Batch:
                 "UPDATE taskcatalog_batches SET status = 'executing', started_at = coalesce(started_at, ?),"
                 " executed_by = ? WHERE id = ? AND status = 'pending'", (time.time(), who, self.id),
             )
-        run, interface, version = self._batches._catalog.run, self.interface, self.version
+        run, interface, version = self._batches._catalog._outcome, self.interface, self.version
         ctx = Context(self.customer, batch=self.id)
         # Progress as this executor sees it: the rows done when it started, plus its own.
         counts = self.counts()
@@ -423,16 +425,15 @@ class Batch:
         try:
             with _frozen_guard(batch_id):
                 for number, args in claim.rows():
-                    result = run(interface, version, ctx, **_DECODE(args)[0])
+                    status, value, error, call_id, duration = run(interface, version, ctx, _DECODE(args)[0])
                     outcome: tuple[Any, ...]
-                    if result.error is None:
-                        value, is_repr = _encoded_value(result.value)
-                        outcome = (batch_id, number, result.status, value, is_repr, None, None,
-                                   result.call_id, result.duration, time.time())
+                    if error is None:
+                        text, is_repr = _encoded_value(value)
+                        outcome = (batch_id, number, status, text, is_repr, None, None, call_id, duration, time.time())
                     else:
                         errors += 1
-                        outcome = (batch_id, number, "error", None, 0, type(result.error).__name__,
-                                   _error_text(result.error), result.call_id, result.duration, time.time())
+                        outcome = (batch_id, number, "error", None, 0, type(error).__name__, _error_text(error),
+                                   call_id, duration, time.time())
                     store(outcome)  # durable before the next row starts
                     ran, done = ran + 1, done + 1
                     if progress is not None:
