@@ -211,3 +211,41 @@ def test_the_db_copy_command(tmp_path, engines):
     fresh = target.url("fresh")
     as_json = json.loads(tc("--json", "db", "copy", fresh, cwd=project).stdout)
     assert as_json["copied"]["taskcatalog_call_batches"] == 1 and as_json["target"] == label(fresh)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def project(request, tmp_path: Path, _postgres_databases) -> Iterator[tuple[Path, Engine]]:
+    """A project (taskcatalog init) whose catalog database is on the engine, with the interface ``echo``."""
+    engine = make_engine(request.param, tmp_path)
+    try:
+        assert tc("init", "proj", cwd=tmp_path).returncode == 0
+        project = tmp_path / "proj"
+        config = project / "taskcatalog.toml"
+        config.write_text(config.read_text().replace('database = "var/catalog.sqlite3"',
+                                                     f"database = {json.dumps(engine.url('catalog'))}"))
+        (project / "interfaces" / "echo.py").write_text(ECHO.replace("\n    ", "\n"))
+        yield project, engine
+    finally:
+        engine.close()
+
+
+def test_the_db_commands_work_the_same_on_either_engine(project):
+    project, engine = project
+    assert tc("call", "echo", "1", "x=2", cwd=project).returncode == 0
+    status = json.loads(tc("--json", "db", "status", cwd=project).stdout)
+    assert [(m["id"], m["state"]) for m in status["migrations"]] == [
+        ("0001_telemetry", "applied"), ("0002_batches", "applied"), ("0003_batch_claims", "applied"),
+        ("0004_call_totals", "applied"),
+    ]
+    upgraded = tc("db", "upgrade", cwd=project)
+    assert upgraded.returncode == 0 and upgraded.stdout == f"{label(engine.url('catalog'))}: up to date\n"
+    backed = tc("--json", "db", "backup", "saved.backup", cwd=project)
+    assert backed.returncode == 0 and (project / "saved.backup").stat().st_size > 0
+    assert tc("--json", "stats", cwd=project).returncode == 0
+    refused = tc("db", "wipe", cwd=project)
+    assert refused.returncode == 1
+    assert refused.stderr == f"taskcatalog: error: refusing to wipe {label(engine.url('catalog'))} without --yes; nothing was changed\n"
+    assert engine.query("SELECT count(*) FROM taskcatalog_call_totals", name="catalog") == [(1,)]
+    wiped = json.loads(tc("--json", "db", "wipe", "--yes", cwd=project).stdout)
+    assert wiped["deleted"]["taskcatalog_call_totals"] == 1
+    assert engine.query("SELECT count(*) FROM taskcatalog_call_totals", name="catalog") == [(0,)]
