@@ -2,9 +2,15 @@
 ``stats()``, ``usage()`` and ``history()``, in memory or in the catalog
 database, and never at the expense of a call.
 
-Most tests run against both stores: ``memory`` (no database: the newest
-calls kept in the process) and ``database`` (a catalog database in a folder
-that does not exist yet, written by the writer thread).
+Most tests run against every store: ``memory`` (no database: the newest
+calls kept in the process) and a catalog database written by the writer
+thread on each engine (``sqlite``: a file in a folder that does not exist
+yet; ``postgres``: a database of the test's own on the server
+``TASKCATALOG_TEST_POSTGRES`` names, skipped with the reason without one).
+Tests of the database alone take the ``engine`` fixture (tests/db_engines.py)
+and run on both engines from the same code; faults that only a file can have
+(a lock held, a read-only file, a vanished folder, a full disk) are SQLite's,
+and a connection the server drops is PostgreSQL's.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -30,6 +35,7 @@ from time import perf_counter
 import pytest
 
 from conftest import read_only
+from db_engines import ENGINES, POSTGRES, Engine, make_engine
 from taskcatalog import (
     ArgumentError,
     Catalog,
@@ -144,21 +150,35 @@ def shop(layout):
     return layout
 
 
-@pytest.fixture(params=["memory", "database"])
-def options(request, tmp_path):
-    """The catalog's telemetry store: none (memory) or a database in folders to be made."""
+@pytest.fixture(params=[pytest.param("memory", id="memory"), *ENGINES])
+def recording(request, tmp_path, _postgres_databases):
+    """Where the catalog records: None (memory) or the Engine of its catalog database."""
     if request.param == "memory":
-        return {}
-    path = tmp_path / "var" / "catalog.sqlite3"
-    assert not path.parent.exists()
-    return {"database": path}
+        yield None
+        return
+    made = make_engine(request.param, tmp_path / "var")  # SQLite: a file in a folder to be made
+    try:
+        yield made
+    finally:
+        made.close()
 
 
 @pytest.fixture
-def catalog(shop, options):
+def options(recording):
+    """The catalog's telemetry store: none (memory) or a database (on SQLite, in folders to be made)."""
+    if recording is None:
+        return {}
+    url = recording.url("catalog")
+    if not recording.postgres:
+        assert not Path(url).parent.exists()
+    return {"database": url}
+
+
+@pytest.fixture
+def catalog(shop, options, recording):
     catalog = shop.catalog(**options)
-    if options:
-        assert options["database"].is_file()  # its folder was made
+    if recording is not None and not recording.postgres:
+        assert Path(options["database"]).is_file()  # its folder was made
     yield catalog
     catalog.close()
 
@@ -458,7 +478,7 @@ def test_usage_says_who_calls_what_and_the_deprecation(catalog):
 # -- off, close, persistence ------------------------------------------------------
 
 
-def test_telemetry_off_records_nothing(shop, options):
+def test_telemetry_off_records_nothing(shop, options, recording):
     catalog = shop.catalog(telemetry=False, **options)
     assert catalog.call("shop", 1, Context("acme"))["price"] == 10
     assert catalog.run("broken", 1, None).status == "error"
@@ -467,10 +487,9 @@ def test_telemetry_off_records_nothing(shop, options):
             read()
         assert str(info.value) == "telemetry is off for this catalog (telemetry=False): nothing was recorded"
     assert catalog.close() is None
-    if options:
-        with contextlib.closing(sqlite3.connect(options["database"])) as db:
-            assert db.execute("SELECT count(*) FROM taskcatalog_call_batches").fetchone() == (0,)
-            assert db.execute("SELECT count(*) FROM taskcatalog_call_stats").fetchone() == (0,)
+    if recording is not None:
+        for table in ("taskcatalog_call_batches", "taskcatalog_call_stats", "taskcatalog_call_totals"):
+            assert recording.query(f"SELECT count(*) FROM {table}", name="catalog") == [(0,)]
 
 
 def test_close_reports_what_became_of_the_records(shop, options):
@@ -488,8 +507,8 @@ def test_close_reports_what_became_of_the_records(shop, options):
         assert not catalog._telemetry._thread.is_alive()
 
 
-def test_records_persist_for_the_next_catalog_on_the_database(shop, tmp_path):
-    path = tmp_path / "var" / "catalog.sqlite3"
+def test_records_persist_for_the_next_catalog_on_the_database(shop, engine):
+    path = engine.url("catalog")
     first = shop.catalog(database=path)
     ids = [first.run("shop", 1, Context("acme")).call_id, first.run("broken", 1, None).call_id]
     assert first.close().written == 2
@@ -517,8 +536,8 @@ def test_records_persist_for_the_next_catalog_on_the_database(shop, tmp_path):
 # -- retention ---------------------------------------------------------------------
 
 
-def test_pruning_removes_old_records_but_keeps_the_aggregates(shop, tmp_path):
-    catalog = shop.catalog(database=tmp_path / "var" / "catalog.sqlite3")
+def test_pruning_removes_old_records_but_keeps_the_aggregates(shop, engine):
+    catalog = shop.catalog(database=engine.url("catalog"))
     try:
         old = [catalog.run("shop", 1, Context("acme")).call_id for _ in range(3)]
         catalog._telemetry.flush()
@@ -541,8 +560,8 @@ def test_pruning_removes_old_records_but_keeps_the_aggregates(shop, tmp_path):
         catalog.close()
 
 
-def test_retention_days_prune_records_the_writer_has_written(shop, tmp_path, caplog):
-    catalog = shop.catalog(database=tmp_path / "var" / "catalog.sqlite3", retention_days=1e-9)  # 86 microseconds
+def test_retention_days_prune_records_the_writer_has_written(shop, engine, caplog):
+    catalog = shop.catalog(database=engine.url("catalog"), retention_days=1e-9)  # 86 microseconds
     telemetry = catalog._telemetry
     assert telemetry.retention == pytest.approx(86400e-9)
     try:
@@ -568,22 +587,21 @@ def test_retention_days_prune_records_the_writer_has_written(shop, tmp_path, cap
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def hourly_usage(path):
+def hourly_usage(engine):
     """usage() as the hourly aggregates give it: (interface, version, customer, calls, first, last)."""
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        return [
-            (name, version or None, who or None, calls, first, last)
-            for name, version, who, calls, first, last in db.execute(
-                "SELECT interface, version, customer, sum(calls), min(first_call), max(last_call)"
-                " FROM taskcatalog_call_stats GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-            )
-        ]
+    return [
+        (name, version or None, who or None, int(calls), first, last)
+        for name, version, who, calls, first, last in engine.query(
+            "SELECT interface, version, customer, sum(calls), min(first_call), max(last_call)"
+            " FROM taskcatalog_call_stats GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            name="catalog",
+        )
+    ]
 
 
-def test_the_totals_agree_with_the_hourly_aggregates(shop, tmp_path):
+def test_the_totals_agree_with_the_hourly_aggregates(shop, engine):
     """stats() and usage() read one row per group; stats(since=...) sums the hours: the same answer."""
-    path = tmp_path / "var" / "catalog.sqlite3"
-    catalog = shop.catalog(database=path)
+    catalog = shop.catalog(database=engine.url("catalog"))
     try:
         for work in (0, 3000, 60000):  # a batch each: the totals are merged, bucket by bucket
             for customer in ("acme", "globex", None):
@@ -599,7 +617,7 @@ def test_the_totals_agree_with_the_hourly_aggregates(shop, tmp_path):
         assert stats == catalog.stats(since=EPOCH)
         assert catalog.stats(interface="shop", customer="acme") == catalog.stats(interface="shop", customer="acme", since=EPOCH)
         usage = [(u.interface, u.version, u.customer, u.calls, u.first_call, u.last_call) for u in catalog.usage()]
-        assert usage == [(*row[:4], utc(row[4]), utc(row[5])) for row in hourly_usage(path)]
+        assert usage == [(*row[:4], utc(row[4]), utc(row[5])) for row in hourly_usage(engine)]
     finally:
         catalog.close()
 
@@ -609,6 +627,7 @@ STATS_COLUMNS = (
 )
 
 
+# SQLite only: no PostgreSQL catalog database predates 0004_call_totals, whose migration makes no totals.
 def test_the_totals_count_what_was_recorded_before_them(shop, tmp_path):
     """0004_call_totals fills the totals from the hourly aggregates a database already holds."""
     path = tmp_path / "catalog.sqlite3"
@@ -645,6 +664,10 @@ def test_the_totals_count_what_was_recorded_before_them(shop, tmp_path):
 
 
 # -- faults --------------------------------------------------------------------------
+# A file's faults (a lock another process holds, a read-only file or folder,
+# a folder removed, a disk full) are SQLite's: each test says so. A write
+# that keeps failing runs on both engines; a connection the server drops is
+# PostgreSQL's (the end of this section).
 
 # Holds the write lock until it reads a line. A line, not the end of input:
 # a forked child inherits the write end of this pipe (Popen's descriptors are
@@ -688,10 +711,10 @@ def reopened(shop):
 
 @pytest.fixture
 def database(shop, tmp_path):
-    """A catalog with a database whose tables, process row and first keys are written."""
-    path = tmp_path / "var" / "catalog.sqlite3"
+    """A catalog with a database whose tables, process row and first keys are written (SQLite, or an Engine's)."""
 
-    def make():
+    def make(engine=None):
+        path = tmp_path / "var" / "catalog.sqlite3" if engine is None else engine.url("catalog")
         catalog = shop.catalog(database=path)
         catalog.call("shop", 1, Context("acme"))
         catalog.stats()
@@ -708,6 +731,7 @@ def locked_error(path, wait):
     )
 
 
+# SQLite only: its one write lock, held by another process (PostgreSQL locks rows and tables: test_db_postgres.py).
 def test_a_locked_database_neither_fails_nor_slows_calls(database, reopened, monkeypatch, caplog):
     monkeypatch.setattr(stores, "LOCK_WAIT", 0.3)  # how long the writer waits for the lock
     catalog, path = database()
@@ -744,6 +768,7 @@ def test_a_locked_database_neither_fails_nor_slows_calls(database, reopened, mon
     assert again.stats()[0].calls == 1 + len(ids)
 
 
+# SQLite only: the writer's own connection waits LOCK_WAIT for the file's write lock.
 def test_close_gives_up_on_a_lock_that_is_never_released(database, monkeypatch, caplog):
     monkeypatch.setattr(stores, "LOCK_WAIT", 0.1)
     catalog, path = database()
@@ -764,6 +789,7 @@ def test_close_gives_up_on_a_lock_that_is_never_released(database, monkeypatch, 
     assert catalog.close() == report
 
 
+# SQLite only: the file's write lock, held by another process.
 def test_threads_calling_while_another_process_holds_the_lock_lose_nothing(database, monkeypatch):
     monkeypatch.setattr(stores, "LOCK_WAIT", 0.2)
     catalog, path = database()
@@ -801,6 +827,7 @@ def test_threads_calling_while_another_process_holds_the_lock_lose_nothing(datab
     assert set(ids) > set(sent)
 
 
+# SQLite only: a folder's permissions; a server's database has none.
 def test_a_read_only_database_folder_is_refused_when_the_catalog_opens(shop, tmp_path):
     folder = tmp_path / "var"
     folder.mkdir()
@@ -812,6 +839,7 @@ def test_a_read_only_database_folder_is_refused_when_the_catalog_opens(shop, tmp
     assert list(folder.iterdir()) == []
 
 
+# SQLite only: a file's permissions; a server's database has none.
 def test_a_read_only_database_file_neither_fails_calls_and_close_reports_the_records(shop, tmp_path, caplog):
     path = tmp_path / "var" / "catalog.sqlite3"
     shop.catalog(database=path).close()  # made and migrated
@@ -835,6 +863,7 @@ def test_a_read_only_database_file_neither_fails_calls_and_close_reports_the_rec
     assert stored(path) == ([], 0)
 
 
+# SQLite only: a file removed under its open connection.
 def test_a_vanished_database_folder_neither_fails_calls_nor_loses_records_unseen(shop, tmp_path, caplog):
     folder = tmp_path / "var"
     path = folder / "catalog.sqlite3"
@@ -887,6 +916,7 @@ print(json.dumps({"ids": ids, "report": report.to_dict()}))
 """
 
 
+# SQLite only: the file size limit of this process; a server writes its own files.
 @pytest.mark.parametrize("recovers", [False, True])
 def test_a_disk_that_refuses_to_grow_the_database_never_reaches_a_call(shop, tmp_path, recovers):
     path = tmp_path / "var" / "catalog.sqlite3"
@@ -909,27 +939,50 @@ def test_a_disk_that_refuses_to_grow_the_database_never_reaches_a_call(shop, tmp
         assert stored(path) == (ids[:1], 1)
 
 
-@pytest.mark.parametrize("recovers", [False, True])
-def test_a_write_that_keeps_failing_never_reaches_a_call(database, reopened, caplog, recovers):
-    catalog, path = database()
-    telemetry = catalog._telemetry
-    other = sqlite3.connect(path, isolation_level=None)
-    # Another connection makes every telemetry write fail inside its transaction.
-    other.execute(
+# Another connection makes every telemetry write fail inside its transaction:
+# a trigger refusing each new batch, in each engine's SQL.
+REFUSE = {
+    "sqlite": [
         "CREATE TRIGGER refuse_telemetry BEFORE INSERT ON taskcatalog_call_batches"
         " BEGIN SELECT RAISE(ABORT, 'no room for telemetry'); END"
-    )
+    ],
+    "postgres": [
+        "CREATE FUNCTION refuse_telemetry() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'no room for telemetry' USING ERRCODE = 'check_violation'; END $$",
+        "CREATE TRIGGER refuse_telemetry BEFORE INSERT ON taskcatalog_call_batches"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_telemetry()",
+    ],
+}
+ALLOW = {"sqlite": "DROP TRIGGER refuse_telemetry", "postgres": "DROP TRIGGER refuse_telemetry ON taskcatalog_call_batches"}
+#: The writer's last error for the refusal: the driver's class (an integrity error on both) and message.
+REFUSED = {
+    "sqlite": "IntegrityError: no room for telemetry",
+    "postgres": "CheckViolation: no room for telemetry CONTEXT: PL/pgSQL function refuse_telemetry() line 1 at RAISE",
+}
+
+
+def refuse_telemetry(engine, other):
+    for sql in REFUSE[engine.name]:
+        other.execute(sql)
+
+
+@pytest.mark.parametrize("recovers", [False, True])
+def test_a_write_that_keeps_failing_never_reaches_a_call(engine, database, reopened, caplog, recovers):
+    catalog, path = database(engine)
+    telemetry = catalog._telemetry
     try:
-        with caplog.at_level(logging.WARNING, logger="taskcatalog.telemetry"):
-            results = [catalog.run("shop", 1, Context("acme"), amount=n) for n in range(5)]
-            assert [r.value["price"] for r in results] == [0, 10, 20, 30, 40]
-            assert telemetry.flush() is False
-            assert telemetry.failures >= 1 and "no room for telemetry" in telemetry.last_error
-            if recovers:
-                other.execute("DROP TRIGGER refuse_telemetry")
-                report = catalog.close()
-            else:
-                report = telemetry.close(timeout=0.2)
+        with engine.raw("catalog") as other:
+            refuse_telemetry(engine, other)
+            with caplog.at_level(logging.WARNING, logger="taskcatalog.telemetry"):
+                results = [catalog.run("shop", 1, Context("acme"), amount=n) for n in range(5)]
+                assert [r.value["price"] for r in results] == [0, 10, 20, 30, 40]
+                assert telemetry.flush() is False
+                assert telemetry.failures >= 1 and telemetry.last_error == REFUSED[engine.name]
+                if recovers:
+                    other.execute(ALLOW[engine.name])
+                    report = catalog.close()
+                else:
+                    report = telemetry.close(timeout=0.2)
         assert any(
             r.levelno == logging.WARNING and r.getMessage().startswith("telemetry: writing ") for r in caplog.records
         )
@@ -939,35 +992,144 @@ def test_a_write_that_keeps_failing_never_reaches_a_call(database, reopened, cap
             assert report.failures >= 1
             assert errors == []
             assert {r.call_id for r in reopened(catalog, path).history()} >= {r.call_id for r in results}
+            assert len(stored(engine)[0]) == 6
         else:
             assert (report.written, report.unwritten) == (1, 5)
-            assert report.failures >= 2 and "no room for telemetry" in report.error
+            assert report.failures >= 2 and report.error == REFUSED[engine.name]
             assert errors == [f"telemetry: 5 call record(s) could not be written ({report.error})"]
+            assert len(stored(engine)[0]) == 1
     finally:
-        other.close()
         catalog.close()
 
 
-def test_a_first_write_that_fails_leaves_nothing_half_known(shop, tmp_path):
+def test_a_first_write_that_fails_leaves_nothing_half_known(shop, engine):
     """The process's row, made in a first write that failed, is gone with it: the next write makes it again."""
-    path = tmp_path / "var" / "catalog.sqlite3"
+    path = engine.url("catalog")
     shop.catalog(database=path).close()  # made and migrated, nothing recorded
-    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
-        other.execute(
-            "CREATE TRIGGER refuse_telemetry BEFORE INSERT ON taskcatalog_call_batches"
-            " BEGIN SELECT RAISE(ABORT, 'no room for telemetry'); END"
-        )
+    with engine.raw("catalog") as other:
+        refuse_telemetry(engine, other)
         catalog = shop.catalog(database=path)
         try:
             ids = [catalog.run("shop", 1, Context("acme"), amount=n).call_id for n in range(3)]
             assert catalog._telemetry.flush() is False
-            assert catalog._telemetry.last_error == "IntegrityError: no room for telemetry"
-            other.execute("DROP TRIGGER refuse_telemetry")
+            assert catalog._telemetry.last_error == REFUSED[engine.name]
+            other.execute(ALLOW[engine.name])
             assert catalog.close() == TelemetryReport(written=3, unwritten=0, failures=1, error=catalog._telemetry.last_error)
         finally:
             catalog.close()
         assert other.execute("SELECT count(*) FROM taskcatalog_processes").fetchone() == (1,)
-    assert sorted(stored(path)[0]) == sorted(ids)
+    assert sorted(stored(engine)[0]) == sorted(ids)
+
+
+# PostgreSQL: the server ends the catalog's connections (a restart, a network
+# cut). Simulated as tests/test_db_postgres.py does, by ending every server
+# process of the database from another connection: restarting the shared
+# test server would disturb the other tests.
+
+
+def terminate(engine, name="catalog"):
+    """End every server process of the database ``name`` but the caller's; how many there were."""
+    with engine.raw(name) as conn:
+        pids = [
+            pid for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
+        for pid in pids:
+            conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+        # The signal is sent at once, the process ends a moment later.
+        wait_for(
+            lambda: not conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]).fetchall(),
+            what="the end of the server processes",
+        )
+    return len(pids)
+
+
+def lost(db):
+    """The error of a call meeting a connection the server dropped (a regex)."""
+    return rf"lost the connection to {re.escape(db.label)}: .+; the next call outside a session connects again"
+
+
+def test_connections_the_postgres_server_drops_lose_no_record(shop, postgres, caplog):
+    catalog = shop.catalog(database=postgres.url("catalog"))
+    telemetry = catalog._telemetry
+    try:
+        ids = [catalog.run("shop", 1, Context("acme"), amount=n).call_id for n in range(3)]
+        wait_for(lambda: telemetry.written == 3, what="a write by the writer thread")
+        assert [s.calls for s in catalog.stats()] == [3]
+        assert terminate(postgres) == 2  # the writer thread's connection and this thread's
+
+        # Calls go on; the writer's next write meets the dropped connection,
+        # fails, and the one after connects again: nothing is lost.
+        with caplog.at_level(logging.WARNING, logger="taskcatalog.telemetry"):
+            ids += [catalog.run("shop", 1, Context("acme"), amount=n).call_id for n in range(4)]
+            wait_for(lambda: telemetry.written == 7, what="a write on a new connection")
+        assert telemetry.failures >= 1 and re.fullmatch("DatabaseError: " + lost(catalog.database), telemetry.last_error)
+        assert any(r.getMessage().startswith("telemetry: writing 4 record(s) failed (DatabaseError: lost") for r in caplog.records)
+
+        # A question meeting this thread's dropped connection (nothing is
+        # pending: the writer wrote it all) is a clear error, and the next one
+        # connects again and answers.
+        for read, answer in [
+            (catalog.stats, lambda found: [s.calls for s in found] == [7]),
+            (catalog.usage, lambda found: [u.calls for u in found] == [7]),
+            (lambda: catalog.history(limit=100), lambda found: sorted(r.call_id for r in found) == sorted(ids)),
+        ]:
+            terminate(postgres)  # this thread's connection, if the last question made one, and the writer's
+            with pytest.raises(DatabaseError, match=f"^{lost(catalog.database)}$"):
+                read()
+            assert answer(read())
+
+        # Dropped again with calls waiting: close() connects again and writes them.
+        assert terminate(postgres) >= 1  # this thread's connection (the writer's is gone since the last drop)
+        ids += [catalog.run("shop", 1, Context("acme"), amount=n).call_id for n in range(5)]
+        report = catalog.close()
+        assert (report.written, report.unwritten) == (12, 0)
+        assert report.failures >= 2
+    finally:
+        catalog.close()
+    assert sorted(stored(postgres)[0]) == sorted(ids) and stored(postgres)[1] == 12
+    assert postgres.query("SELECT calls FROM taskcatalog_call_totals", name="catalog") == [(12,)]
+
+
+@contextlib.contextmanager
+def psycopg_admin():
+    """A connection to the test server's own database (autocommit), outside the library."""
+    import psycopg
+
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        yield conn
+
+
+def test_records_for_a_postgres_server_that_stays_away_are_counted_by_close(shop, postgres, caplog):
+    catalog = shop.catalog(database=postgres.url("catalog"))
+    telemetry = catalog._telemetry
+    [(name,)] = postgres.query("SELECT current_database()", name="catalog")
+    with psycopg_admin() as admin:
+        try:
+            written = [catalog.run("shop", 1, Context("acme"), amount=n).call_id for n in range(3)]
+            assert [s.calls for s in catalog.stats()] == [3]
+            # No connection comes back: the database refuses new ones, then its own end.
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
+            wait_for(
+                lambda: not admin.execute("SELECT 1 FROM pg_stat_activity WHERE datname = %s", [name]).fetchall(),
+                what="the end of the server processes",
+            )
+            results = [catalog.run("shop", 1, Context("acme"), amount=n) for n in range(4)]
+            assert [r.value["price"] for r in results] == [0, 10, 20, 30]  # calls never notice
+            with caplog.at_level(logging.ERROR, logger="taskcatalog.telemetry"):
+                report = telemetry.close(timeout=0.3)
+            assert (report.written, report.unwritten) == (3, 4) and not report.ok
+            assert report.failures >= 1 and report.error.startswith("DatabaseError: ")
+            assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+                f"telemetry: 4 call record(s) could not be written ({report.error})"
+            ]
+            assert catalog.close() == report
+        finally:
+            catalog.close()
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    assert sorted(stored(postgres)[0]) == sorted(written)  # every record written or counted as not
 
 
 # -- what the recorder survives ----------------------------------------------------
@@ -1014,9 +1176,31 @@ def test_a_message_that_is_not_utf8_does_not_poison_the_records(catalog, options
     assert len(catalog.usage()) == 3
 
 
-def test_writing_costs_no_more_with_many_keys(shop, tmp_path):
+def test_a_nul_character_does_not_poison_the_records(catalog, options):
+    # PostgreSQL's text cannot hold NUL, nor can its JSON functions take \u0000
+    # apart: a key holding one could never be written (nor any batch after it,
+    # which carries the keys not yet written), a message holding one would fail
+    # every history(). SQLite cut the text at it.
+    failed = catalog.run("broken", 1, Context("acme"), why="no \x00 stock")
+    named = catalog.run("a\x00b", 1, None)
+    fine = catalog.run("shop", 1, None)
+    assert (failed.status, named.status, type(named.error), fine.status) == ("error", "error", InvalidName, "ok")
+    history = catalog.history()
+    assert [r.call_id for r in history] == [fine.call_id, named.call_id, failed.call_id]
+    if options:  # stored as readable text, the NUL written out
+        assert (history[2].error, history[1].interface) == ("no \\x00 stock", "a\\x00b")
+    else:  # kept as it was
+        assert (history[2].error, history[1].interface) == ("no \x00 stock", "a\x00b")
+    assert sorted(s.interface for s in catalog.stats()) == sorted(["broken", history[1].interface, "shop"])
+    assert len(catalog.usage()) == 3
+    if options:
+        report = catalog.close()
+        assert (report.written, report.unwritten, report.failures) == (3, 0, 0)
+
+
+def test_writing_costs_no_more_with_many_keys(shop, engine):
     """Each new (interface, version, customer) is a key; writing a batch must not scan them all per group."""
-    catalog = shop.catalog(database=tmp_path / "var" / "catalog.sqlite3")
+    catalog = shop.catalog(database=engine.url("catalog"))
     try:
         catalog.stats()
         for version in range(3, 6003):  # 6,000 keys, 6,000 groups
@@ -1084,17 +1268,19 @@ def run_processes(context, target, arguments):
             receiver.close()
 
 
-def stored(path):
-    """(call ids, sum of stats calls) in the database file, read with plain sqlite3."""
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        ids = [row[0] for row in db.execute("SELECT call_id FROM taskcatalog_call_log")]
-        (calls,) = db.execute("SELECT coalesce(sum(calls), 0) FROM taskcatalog_call_stats").fetchone()
-    return ids, calls
+def stored(where):
+    """(call ids, sum of stats calls) in the catalog database of an Engine, or a SQLite file, read by the driver."""
+    if not isinstance(where, Engine):
+        where = Engine("sqlite", Path(where).parent)  # its url("catalog") is the file
+        assert where.url("catalog") == str(where.folder / "catalog.sqlite3")
+    ids = [row[0] for row in where.query("SELECT call_id FROM taskcatalog_call_log", name="catalog")]
+    [(calls,)] = where.query("SELECT coalesce(sum(calls), 0) FROM taskcatalog_call_stats", name="catalog")
+    return ids, int(calls)
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_four_processes_record_into_one_database_at_once(shop, tmp_path, method):
-    path = tmp_path / "var" / "catalog.sqlite3"
+def test_four_processes_record_into_one_database_at_once(shop, engine, method):
+    path = engine.url("catalog")
     shop.catalog(database=path).close()  # made and migrated: the four only record
     count = 2000
     context = multiprocessing.get_context(method)
@@ -1103,7 +1289,7 @@ def test_four_processes_record_into_one_database_at_once(shop, tmp_path, method)
     messages = run_processes(context, calls_in_a_process, arguments)
     assert [report for _, report in messages] == [(count, 0)] * 4
     sent = [call_id for ids, _ in messages for call_id in ids]
-    ids, calls = stored(path)
+    ids, calls = stored(engine)
     assert len(ids) == len(set(ids)) == 4 * count == calls
     assert set(ids) == set(sent)
     catalog = shop.catalog(database=path)
@@ -1115,17 +1301,17 @@ def test_four_processes_record_into_one_database_at_once(shop, tmp_path, method)
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_workers_that_never_close_flush_as_they_end(shop, tmp_path, method):
-    path = tmp_path / "var" / "catalog.sqlite3"
+def test_workers_that_never_close_flush_as_they_end(shop, engine, method):
+    path = engine.url("catalog")
     arguments = [(str(shop.interfaces), str(shop.plugins), str(path), 50, False, None)] * 2
     messages = run_processes(multiprocessing.get_context(method), calls_in_a_process, arguments)
     sent = [call_id for ids, _ in messages for call_id in ids]
-    ids, calls = stored(path)  # written by multiprocessing.util.Finalize as each worker ended
+    ids, calls = stored(engine)  # written by multiprocessing.util.Finalize as each worker ended
     assert sorted(ids) == sorted(sent) and calls == 100
 
 
-def test_forked_children_record_their_own_calls_and_not_the_parents(shop, tmp_path):
-    path = tmp_path / "var" / "catalog.sqlite3"
+def test_forked_children_record_their_own_calls_and_not_the_parents(shop, engine):
+    path = engine.url("catalog")
     catalog = shop.catalog(database=path)
     try:
         catalog.stats()
@@ -1140,11 +1326,12 @@ def test_forked_children_record_their_own_calls_and_not_the_parents(shop, tmp_pa
     child_ids = [call_id for ids in messages for call_id in ids]
     prefixes = {call_id.rpartition("-")[0] for call_id in child_ids}
     assert len(prefixes) == 2 and parent_ids[0].rpartition("-")[0] not in prefixes  # a call id prefix each
-    ids, calls = stored(path)
+    ids, calls = stored(engine)
     assert len(ids) == len(set(ids)) == calls == 84  # nothing of the parent's written twice
     assert set(ids) == set(parent_ids) | set(child_ids)
 
 
+# SQLite only: its process-wide mutexes and file lock at a fork (a forked child sets PostgreSQL connections aside).
 def test_a_fork_during_a_write_leaves_both_processes_recording(database, monkeypatch):
     """The fork waits for the write in progress (the child must not inherit SQLite in the middle of one)."""
     monkeypatch.setattr(stores, "LOCK_WAIT", 0.3)
@@ -1192,9 +1379,10 @@ def calls_before_and_after_the_parent_closes(catalog, written, parent_closed, se
     sender.close()  # and no close(): the records are written as the worker ends
 
 
-def test_a_forked_worker_recording_after_its_parent_closed_loses_nothing(shop, tmp_path):
-    """The parent's last connection must not take the write-ahead log from under the child (db/sqlite/threads.py)."""
-    path = tmp_path / "var" / "catalog.sqlite3"
+def test_a_forked_worker_recording_after_its_parent_closed_loses_nothing(shop, engine):
+    """The parent's last connection must not take the write-ahead log from under the child (db/sqlite/threads.py),
+    nor close a server connection the child uses (db/postgres/threads.py)."""
+    path = engine.url("catalog")
     catalog = shop.catalog(database=path)
     parent_id = catalog.run("shop", 1, None).call_id
     catalog.stats()
@@ -1217,12 +1405,12 @@ def test_a_forked_worker_recording_after_its_parent_closed_loses_nothing(shop, t
             child.terminate()
             child.join(timeout=10)
         receiver.close()
-    ids, calls = stored(path)
+    ids, calls = stored(engine)
     assert sorted(ids) == sorted([parent_id, *child_ids]) and calls == 21
 
 
-def test_forked_pool_workers_flush_when_the_pool_closes(shop, tmp_path):
-    path = tmp_path / "var" / "catalog.sqlite3"
+def test_forked_pool_workers_flush_when_the_pool_closes(shop, engine):
+    path = engine.url("catalog")
     catalog = _INHERITED["catalog"] = shop.catalog(database=path)
     try:
         parent_id = catalog.run("shop", 1, None).call_id
@@ -1237,7 +1425,7 @@ def test_forked_pool_workers_flush_when_the_pool_closes(shop, tmp_path):
     finally:
         del _INHERITED["catalog"]
         catalog.close()
-    ids, calls = stored(path)
+    ids, calls = stored(engine)
     assert sorted(ids) == sorted([parent_id, *(call_id for ids in results for call_id in ids)])
     assert calls == 121
 
@@ -1253,14 +1441,14 @@ print(" ".join(ids))
 """
 
 
-def test_a_program_that_exits_without_close_flushes_at_exit(shop, tmp_path):
-    path = tmp_path / "var" / "catalog.sqlite3"
+def test_a_program_that_exits_without_close_flushes_at_exit(shop, engine):
+    path = engine.url("catalog")
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(shop.interfaces), str(shop.plugins), str(path)],
         capture_output=True, text=True, timeout=60,
     )
     assert (done.returncode, done.stderr) == (0, "")
-    ids, calls = stored(path)
+    ids, calls = stored(engine)
     assert sorted(ids) == sorted(done.stdout.split()) and calls == 25
 
 

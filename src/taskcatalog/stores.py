@@ -456,21 +456,33 @@ _ENCODE = json.JSONEncoder(check_circular=False, separators=(",", ":"), ensure_a
 # fail. Only a batch holding a non-ASCII character is searched, and only one
 # holding a surrogate is mended, in Python.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+# NUL (an interface name or a message holding one), which the encoder writes
+# as \u0000: PostgreSQL's text cannot hold it, so its JSON functions refuse to
+# take such a string apart. A batch whose keys held one could never be written,
+# nor any batch after it (each carries the keys not written yet); a record
+# holding one would fail every history() that read it. SQLite cut the text at
+# it. It is written out as \x00 text on every engine. The escape is looked
+# for only in a batch holding a backslash (memchr, a nanosecond a record),
+# which the usual batch, without messages, does not.
+_NUL = "\\u0000"
+_MENDED = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def _mend(value: Any) -> Any:
-    """``value`` with lone surrogates in its strings written as ``\\udXXX`` text."""
+    """``value`` with NUL and lone surrogates in its strings written as ``\\x00`` and ``\\udXXX`` text."""
     if type(value) is str:
-        return value.encode("utf-8", "backslashreplace").decode("utf-8") if _SURROGATE.search(value) else value
+        if _MENDED.search(value):
+            value = value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
     if isinstance(value, (list, tuple)):
         return [_mend(item) for item in value]
     return value
 
 
 def _json(value: Any) -> str:
-    """``value`` as compact JSON text that SQLite stores and sqlite3 reads back."""
+    """``value`` as compact JSON text that either engine stores and reads back."""
     text = _ENCODE(value)
-    if not text.isascii() and _SURROGATE.search(text):
+    if ("\\" in text and _NUL in text) or (not text.isascii() and _SURROGATE.search(text)):
         text = _ENCODE(_mend(value))
     return text
 
