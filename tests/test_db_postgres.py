@@ -192,6 +192,10 @@ def test_both_schemes_and_the_label_without_password_or_options(postgres):
         ("postgresql://a@h/db", {"connect_timeout": "5"}, ValueError, r"^connect_timeout must be a number of seconds >= 0, not '5'$"),
         ("postgresql://a@h/db", {"timout": 1}, TypeError, r"unexpected keyword argument 'timout'"),
         ("postgresql://a:pw@h:99999/db", {}, ValueError, r"^cannot read the PostgreSQL URL 'postgresql://a@h:99999/db': Port out of range"),
+        # The server would cut the name at 63 bytes and open another database (é is 2 bytes).
+        ("postgresql://a@h/" + "d" * 62 + "%C3%A9", {}, ValueError,
+         r"^the database name in 'postgresql://a@h/d{62}%C3%A9' is 64 bytes long; PostgreSQL keeps names of at most "
+         r"63 bytes and would open the database its first 63 bytes name$"),
     ],
 )
 def test_bad_options_and_urls_are_refused_before_connecting(url, options, error, message):

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ...errors import DatabaseError
 
@@ -41,6 +41,10 @@ class Settings:
     connect_timeout: float
 
 
+#: The longest name PostgreSQL keeps, in bytes (NAMEDATALEN - 1); it cuts longer ones.
+NAME_BYTES = 63
+
+
 def settings(url: str, timeout: float, connect_timeout: float) -> Settings:
     """Check a PostgreSQL URL and the options; ValueError for what cannot be used."""
     if not isinstance(url, str):
@@ -61,6 +65,14 @@ def settings(url: str, timeout: float, connect_timeout: float) -> Settings:
     if ":" in host:
         host = f"[{host}]"  # an IPv6 address
     label = f"{parts.scheme}://{user}{host}{'' if port is None else f':{port}'}{parts.path}"
+    database = unquote(parts.path.lstrip("/"))
+    if len(database.encode()) > NAME_BYTES:
+        # The server would cut the name and open another database: two customers' names
+        # alike in their first 63 bytes would share one.
+        raise ValueError(
+            f"the database name in {label!r} is {len(database.encode())} bytes long; PostgreSQL keeps names of "
+            f"at most {NAME_BYTES} bytes and would open the database its first {NAME_BYTES} bytes name"
+        )
     return Settings(url, label, float(timeout), float(connect_timeout))
 
 
