@@ -128,7 +128,8 @@ def statements_round(folder: Path, rows: int) -> float:
             if not claimed:
                 break
             for number, args in claimed:
-                cur.execute(_OUTCOME, (batch_id, number, "ok", args, 0, None, None, "call", 0.0, time.time()))
+                cur.execute(_OUTCOME, ((batch_id << 32) + number, batch_id, number, "ok", args, 0, None, None, "call", 0.0,
+                                       time.time()))
                 done += 1
         elapsed = time.perf_counter() - start
     finally:

@@ -757,10 +757,11 @@ def in_spelling(sql: Any, engine: Engine) -> str:
     "UPDATE taskcatalog_batch_rows SET args = '{{}}' WHERE batch = {b}",
     "UPDATE taskcatalog_batch_outcomes SET status = 'error', value = NULL WHERE batch = {b} AND number = 1",
     "DELETE FROM taskcatalog_batch_outcomes WHERE batch = {b} AND number = 2",
-    spelled("INSERT OR REPLACE INTO taskcatalog_batch_outcomes (batch, number, status, finished_at)"
-            " VALUES ({b}, 1, 'ok', 0)",
-            "INSERT INTO taskcatalog_batch_outcomes (batch, number, status, finished_at) VALUES ({b}, 1, 'ok', 0)"
-            " ON CONFLICT (batch, number) DO UPDATE SET status = excluded.status, finished_at = excluded.finished_at",
+    spelled("INSERT OR REPLACE INTO taskcatalog_batch_outcomes (key, batch, number, status, finished_at)"
+            " VALUES ({b} * 4294967296 + 1, {b}, 1, 'ok', 0)",
+            "INSERT INTO taskcatalog_batch_outcomes (key, batch, number, status, finished_at)"
+            " VALUES ({b} * 4294967296 + 1, {b}, 1, 'ok', 0)"
+            " ON CONFLICT (key) DO UPDATE SET status = excluded.status, finished_at = excluded.finished_at",
             id="replace-outcome"),
     "UPDATE taskcatalog_batch_claims SET claimed_by = 'mallory' WHERE batch = {b}",
     "DELETE FROM taskcatalog_batch_claims WHERE batch = {b}",
@@ -814,8 +815,8 @@ def test_the_library_reports_a_database_refusal_as_batch_frozen(catalog, engine)
     batch = catalog.batches.create("calc", 1, rows=[{"n": 1}])
     def rows_while_another_process_executes_it():
         yield {"n": 2}
-        write(engine, "INSERT INTO taskcatalog_batch_outcomes (batch, number, status, finished_at)"
-                      " VALUES (?, 1, 'ok', 0)", (batch.id,))
+        write(engine, "INSERT INTO taskcatalog_batch_outcomes (key, batch, number, status, finished_at)"
+                      " VALUES (? * 4294967296 + 1, ?, 1, 'ok', 0)", (batch.id, batch.id))
         write(engine, "UPDATE taskcatalog_batches SET status = 'executed' WHERE id = ?", (batch.id,))
         yield {"n": 3}
 

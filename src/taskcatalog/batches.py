@@ -65,7 +65,7 @@ _ROW_COLUMNS = (
     " o.duration, o.finished_at"
 )
 _ROWS_WITH_OUTCOMES = (
-    "taskcatalog_batch_rows AS r LEFT JOIN taskcatalog_batch_outcomes AS o ON o.batch = r.batch AND o.number = r.number"
+    "taskcatalog_batch_rows AS r LEFT JOIN taskcatalog_batch_outcomes AS o ON o.key = r.batch * 4294967296 + r.number"
 )
 _NEXT_UNCLAIMED = f"""
 SELECT r.number, r.args FROM {_ROWS_WITH_OUTCOMES}
@@ -89,11 +89,12 @@ WHERE r.batch = ? AND r.number BETWEEN ? AND ? AND o.number IS NULL ORDER BY r.n
 # arguments are this encoder's output (no surrounding whitespace), read with raw_decode.
 _ENCODE = json.JSONEncoder(allow_nan=False).encode
 _DECODE = json.JSONDecoder().raw_decode
+# An outcome's key is batch * 2^32 + number (schema 0005_outcome_keys: SQLite's cheapest insert).
 _OUTCOME = """
 INSERT INTO taskcatalog_batch_outcomes
-    (batch, number, status, value, value_is_repr, error_type, error, call_id, duration, finished_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (batch, number) DO NOTHING
+    (key, batch, number, status, value, value_is_repr, error_type, error, call_id, duration, finished_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (key) DO NOTHING
 """
 
 
@@ -419,7 +420,7 @@ class Batch:
         total = sum(counts.values())
         done, errors = total - counts["pending"], counts["error"]
         started, ran = time.monotonic(), 0
-        batch_id = self.id
+        batch_id, key = self.id, self.id << 32  # an outcome's key is key + its number
         claim = _Claim(self, me) if db.dialect == "sqlite" else _LockedRows(self)
         store = claim.store
         try:
@@ -429,11 +430,12 @@ class Batch:
                     outcome: tuple[Any, ...]
                     if error is None:
                         text, is_repr = _encoded_value(value)
-                        outcome = (batch_id, number, status, text, is_repr, None, None, call_id, duration, time.time())
+                        outcome = (key + number, batch_id, number, status, text, is_repr, None, None, call_id,
+                                   duration, time.time())
                     else:
                         errors += 1
-                        outcome = (batch_id, number, "error", None, 0, type(error).__name__, _error_text(error),
-                                   call_id, duration, time.time())
+                        outcome = (key + number, batch_id, number, "error", None, 0, type(error).__name__,
+                                   _error_text(error), call_id, duration, time.time())
                     store(outcome)  # durable before the next row starts
                     ran, done = ran + 1, done + 1
                     if progress is not None:
@@ -540,7 +542,7 @@ class _Claim:
 _NEXT_LOCKED = """
 SELECT r.number, r.args FROM taskcatalog_batch_rows AS r
 WHERE r.batch = ? AND r.number > ? AND NOT EXISTS (
-    SELECT 1 FROM taskcatalog_batch_outcomes AS o WHERE o.batch = r.batch AND o.number = r.number
+    SELECT 1 FROM taskcatalog_batch_outcomes AS o WHERE o.key = r.batch * 4294967296 + r.number
 )
 ORDER BY r.number LIMIT 1 FOR UPDATE OF r SKIP LOCKED
 """
@@ -562,7 +564,7 @@ class _LockedRows:
         self._batch = batch
         self._db = batch._db
         self._next = self._db._qmark(_NEXT_LOCKED)
-        self._done = self._db._qmark("SELECT 1 FROM taskcatalog_batch_outcomes WHERE batch = ? AND number = ?")
+        self._done = self._db._qmark("SELECT 1 FROM taskcatalog_batch_outcomes WHERE key = ? * 4294967296 + ?")
         self._outcome = self._db._qmark(_OUTCOME)
         self._open: ExitStack | None = None  # the transaction of the row being run
 

@@ -40,7 +40,7 @@ CATALOG_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("taskcatalog_batches", ("id",)),
     ("taskcatalog_batch_rows", ("batch", "number")),
     ("taskcatalog_batch_dependencies", ("batch", "depends_on")),
-    ("taskcatalog_batch_outcomes", ("batch", "number")),
+    ("taskcatalog_batch_outcomes", ("key",)),
     ("taskcatalog_batch_claims", ("batch", "first")),
 )
 #: Columns SQLite leaves untyped that PostgreSQL keeps as JSON (a slot id: text or integer).
