@@ -235,7 +235,7 @@ def test_the_db_commands_work_the_same_on_either_engine(project):
     status = json.loads(tc("--json", "db", "status", cwd=project).stdout)
     assert [(m["id"], m["state"]) for m in status["migrations"]] == [
         ("0001_telemetry", "applied"), ("0002_batches", "applied"), ("0003_batch_claims", "applied"),
-        ("0004_call_totals", "applied"), ("0005_outcome_keys", "applied"),
+        ("0004_call_totals", "applied"), ("0005_outcome_keys", "applied"), ("0006_packed_records", "applied"),
     ]
     upgraded = tc("db", "upgrade", cwd=project)
     assert upgraded.returncode == 0 and upgraded.stdout == f"{label(engine.url('catalog'))}: up to date\n"

@@ -513,7 +513,7 @@ def test_a_catalog_database_on_postgresql_gets_the_catalogs_tables_under_sqlites
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'taskcatalog%' ORDER BY 1"
         )]
     assert postgres.tables("catalog") == sqlite_tables
-    assert postgres.query("SELECT count(*) FROM taskcatalog_call_log", name="catalog") == [(0,)]
+    assert postgres.query("SELECT count(*) FROM taskcatalog_call_batches", name="catalog") == [(0,)]
 
 
 def test_a_catalog_database_on_postgresql_wipes_nothing_while_a_batch_is_executed_and_restores_frozen(

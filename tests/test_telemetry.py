@@ -50,6 +50,7 @@ from taskcatalog import (
 )
 from taskcatalog.db import connect
 from taskcatalog.records import BUCKET_STEPS, CallRecord, CallStats, PluginSpan, TelemetryReport, Usage, utc
+from taskcatalog.stores import unpack
 
 UTC = dt.timezone.utc
 # A histogram percentile is the geometric middle of its bucket: within half a
@@ -1273,7 +1274,13 @@ def stored(where):
     if not isinstance(where, Engine):
         where = Engine("sqlite", Path(where).parent)  # its url("catalog") is the file
         assert where.url("catalog") == str(where.folder / "catalog.sqlite3")
-    ids = [row[0] for row in where.query("SELECT call_id FROM taskcatalog_call_log", name="catalog")]
+    # The records as stored (a pickle per batch), taken apart with the store's own reader.
+    prefixes = dict(where.query("SELECT id, prefix FROM taskcatalog_processes", name="catalog"))
+    ids = [
+        f"{prefixes[process]}-{record[0]}"
+        for process, records in where.query("SELECT process, records FROM taskcatalog_call_batches ORDER BY id", name="catalog")
+        for record in unpack(records)
+    ]
     [(calls,)] = where.query("SELECT coalesce(sum(calls), 0) FROM taskcatalog_call_stats", name="catalog")
     return ids, int(calls)
 
@@ -1475,3 +1482,34 @@ def test_the_telemetry_page_examples_run(tmp_path, monkeypatch, capsys):
         "['first']\n['first', 'second']\nvar/customers/acme.sqlite3\n",
     ]:
         assert text in out, out
+
+
+def test_records_written_as_json_before_0006_are_read_beside_packed_ones(shop, engine):
+    """Batches of records written before 0006_packed_records hold JSON text (UTF-8 bytes on
+    PostgreSQL, whose column became BYTEA); history() and the report read them with the new ones."""
+    from taskcatalog.report_data import gather
+
+    url = engine.url("catalog")
+    with shop.catalog(database=url) as catalog:
+        packed = catalog.run("shop", 1, Context("acme"))
+    [(process,)] = engine.query("SELECT id FROM taskcatalog_processes", name="catalog")
+    [(call_key,)] = engine.query("SELECT key FROM taskcatalog_call_keys", name="catalog")
+    plugin_key = engine.query("SELECT key FROM taskcatalog_plugin_keys ORDER BY key", name="catalog")[0][0]
+    clock = time.time()
+    old = json.dumps([[900, call_key, 0, 2_000_000, "ok", None, None, None, [[plugin_key, 10, 1_500_000]]]])
+    value = old.encode() if engine.postgres else old
+    with engine.raw("catalog") as conn:
+        conn.execute(
+            ("INSERT INTO taskcatalog_call_batches (process, clock, calls, earliest, latest, records)"
+             " VALUES (?, ?, 1, ?, ?, ?)").replace("?", "%s" if engine.postgres else "?"),
+            (process, clock - 60, clock - 60, clock - 60, value),
+        )
+    with shop.catalog(database=url) as catalog:
+        history = catalog.history()
+        assert [r.call_id for r in history] == [packed.call_id, packed.call_id.rpartition("-")[0] + "-900"]
+        assert history[1].duration == pytest.approx(0.002) and history[1].plugins[0].duration == pytest.approx(0.0015)
+        assert history[1].plugins[0].slot == history[0].plugins[0].slot
+        timings = gather(catalog, since="2020-01-01").plugins
+        runs = {(t.slot, t.plugin): t.runs for t in timings}
+        first = (history[1].plugins[0].slot, history[1].plugins[0].plugin)
+        assert runs[first] == 3  # the packed record runs that plugin twice (ACME_SHOP_SPANS), the JSON one once

@@ -45,6 +45,9 @@ CATALOG_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 #: Columns SQLite leaves untyped that PostgreSQL keeps as JSON (a slot id: text or integer).
 _JSON_COLUMNS = {("taskcatalog_plugin_keys", "slot")}
+#: Columns copied as bytes: telemetry records are a pickle, or JSON text where written before
+#: 0006_packed_records; PostgreSQL keeps both as BYTEA (JSON as UTF-8), SQLite either way.
+_BYTES_COLUMNS = {("taskcatalog_call_batches", "records")}
 #: Rows read from the source per query.
 PAGE = 2000
 
@@ -121,6 +124,7 @@ def copy_catalog_database(source: Connection, target: Connection) -> dict[str, i
                     f"({', '.join(missing)}); upgrade both to the same catalog version"
                 )
             json_columns = [i for i, name in enumerate(columns) if (table, name) in _JSON_COLUMNS]
+            bytes_columns = [i for i, name in enumerate(columns) if (table, name) in _BYTES_COLUMNS]
             status_at = columns.index("status") if table == "taskcatalog_batches" else None
             copied[table] = 0
             for page in _pages(source, table, key, columns):
@@ -128,6 +132,9 @@ def copy_catalog_database(source: Connection, target: Connection) -> dict[str, i
                 for row, values in zip(rows, page):
                     for at in json_columns:
                         row[columns[at]] = target._json_value(values[at])
+                    for at in bytes_columns:
+                        if isinstance(values[at], str):
+                            row[columns[at]] = values[at].encode("utf-8")
                     if status_at is not None and values[status_at] != "pending":
                         statuses.append((values[status_at], row["id"]))
                         row["status"] = "pending"  # frozen once its rows are in (see the module)

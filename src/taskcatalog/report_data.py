@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import CatalogError, brief
 from .records import HOUR, percentiles, since_seconds, utc
 from .results import Problem
-from .stores import DatabaseStore
+from .stores import DatabaseStore, span_triples, unpack
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -269,42 +269,6 @@ def _errors_part(pairs: list[Pair], data: ReportData) -> None:
     data.errors = sorted(found, key=lambda e: (-e.rate, -e.errors, e.interface, e.customer or ""))[:TOP_ERRORS]
 
 
-# The plugin runs of the newest batches, summed per (process, call key, plugin key)
-# in SQL, then named through the keys' primary keys, in each engine's JSON
-# functions. CROSS JOIN fixes the order: left to itself, SQLite reads every key
-# of the process for every record.
-_SQLITE_PLUGIN_RUNS = """
-SELECT k.interface, pk.slot, pk.plugin, sum(r.runs), sum(r.total) * 1e-9, max(r.longest) * 1e-9
-FROM (
-    SELECT b.process AS process, json_extract(j.value, '$[1]') AS call_key, json_extract(s.value, '$[0]') AS plugin_key,
-           count(*) AS runs, sum(json_extract(s.value, '$[2]')) AS total, max(json_extract(s.value, '$[2]')) AS longest
-    FROM taskcatalog_call_batches AS b CROSS JOIN json_each(b.records) AS j CROSS JOIN json_each(j.value, '$[8]') AS s
-    WHERE b.id >= ? AND b.latest >= ?
-    GROUP BY 1, 2, 3
-) AS r
-CROSS JOIN taskcatalog_call_keys AS k ON k.process = r.process AND k.key = r.call_key
-CROSS JOIN taskcatalog_plugin_keys AS pk ON pk.process = r.process AND pk.key = r.plugin_key
-{where}
-GROUP BY 1, 2, 3
-"""
-_POSTGRES_PLUGIN_RUNS = """
-SELECT k.interface, pk.slot, pk.plugin, CAST(sum(r.runs) AS BIGINT), CAST(sum(r.total) * 1e-9 AS DOUBLE PRECISION),
-       CAST(max(r.longest) * 1e-9 AS DOUBLE PRECISION)
-FROM (
-    SELECT b.process AS process, (j.value ->> 1)::bigint AS call_key, (s.value ->> 0)::bigint AS plugin_key,
-           count(*) AS runs, sum((s.value ->> 2)::bigint) AS total, max((s.value ->> 2)::bigint) AS longest
-    FROM taskcatalog_call_batches AS b
-    CROSS JOIN LATERAL json_array_elements(b.records::json) AS j (value)
-    CROSS JOIN LATERAL json_array_elements(j.value -> 8) AS s (value)
-    WHERE b.id >= %s AND b.latest >= %s
-    GROUP BY 1, 2, 3
-) AS r
-JOIN taskcatalog_call_keys AS k ON k.process = r.process AND k.key = r.call_key
-JOIN taskcatalog_plugin_keys AS pk ON pk.process = r.process AND pk.key = r.plugin_key
-{where}
-GROUP BY 1, 2, 3
-"""
-_PLUGIN_RUNS = {"sqlite": _SQLITE_PLUGIN_RUNS, "postgresql": _POSTGRES_PLUGIN_RUNS}
 # The oldest batch among the newest holding PLUGIN_WINDOW calls (a running sum, newest first).
 _WINDOW_START = """
 SELECT coalesce(max(id), 0) FROM (
@@ -316,11 +280,37 @@ SELECT coalesce(max(id), 0) FROM (
 
 def _plugins_part(store: Any, interface: str | None, since: float, data: ReportData) -> None:
     if isinstance(store, DatabaseStore):
-        db = store.db
         first = store._read(_WINDOW_START, (since, PLUGIN_WINDOW, PLUGIN_WINDOW))[0][0]
-        where, params = ("", []) if interface is None else ("WHERE k.interface = ?", [interface])
-        rows = db._execute(db._qmark(_PLUGIN_RUNS[db.dialect].format(where=where)), [first, since, *params])
-        timings = [PluginTiming(n, s, p, runs, total / runs, longest) for n, s, p, runs, total, longest in rows]
+        # (process, call key, plugin key) -> [runs, total ns, longest ns], from the records themselves
+        # (packed: SQL cannot take them apart), then named through the keys.
+        sums: dict[tuple[int, int, int], list[int]] = {}
+        for process, stored in store._read(
+            "SELECT process, records FROM taskcatalog_call_batches WHERE id >= ? AND latest >= ?", (first, since)
+        ):
+            for record in unpack(stored):
+                if len(record) <= 8:
+                    continue
+                for key, _, nanoseconds in span_triples(record):
+                    cell = sums.get((process, record[1], key))
+                    if cell is None:
+                        sums[process, record[1], key] = [1, nanoseconds, nanoseconds]
+                    else:
+                        cell[0] += 1
+                        cell[1] += nanoseconds
+                        cell[2] = max(cell[2], nanoseconds)
+        calls, plugins = _key_names(store, {process for process, _, _ in sums})
+        merged: dict[tuple[str, Any, str], list[int]] = {}
+        for (process, call_key, plugin_key), (count, total, longest) in sums.items():
+            name = calls[process, call_key]
+            if interface is not None and name != interface:
+                continue
+            slot, plugin = plugins[process, plugin_key]
+            both = merged.setdefault((name, slot, plugin), [0, 0, 0])
+            both[0] += count
+            both[1] += total
+            both[2] = max(both[2], longest)
+        timings = [PluginTiming(n, s, p, count, total * 1e-9 / count, longest * 1e-9)
+                   for (n, s, p), (count, total, longest) in merged.items()]
     else:
         runs: dict[tuple[str, Any, str], list[float]] = defaultdict(list)
         names = store.buffers.span_keys.values
@@ -330,6 +320,20 @@ def _plugins_part(store: Any, interface: str | None, since: float, data: ReportD
                 runs[(row[3], slot, plugin)].append(nanoseconds * 1e-9)
         timings = [PluginTiming(n, s, p, len(d), math.fsum(d) / len(d), max(d)) for (n, s, p), d in runs.items()]
     data.plugins = sorted(timings, key=lambda t: (-t.mean, t.interface, t.plugin))[:TOP_PLUGINS]
+
+
+def _key_names(store: DatabaseStore, processes: set[int]) -> tuple[dict[Any, str], dict[Any, tuple[Any, str]]]:
+    """(process, call key) -> interface and (process, plugin key) -> (slot, plugin), for ``processes``."""
+    calls: dict[Any, str] = {}
+    plugins: dict[Any, tuple[Any, str]] = {}
+    for process in processes:
+        for key, name in store._read("SELECT key, interface FROM taskcatalog_call_keys WHERE process = ?", (process,)):
+            calls[process, key] = name
+        for key, slot, plugin in store._read(
+            "SELECT key, slot, plugin FROM taskcatalog_plugin_keys WHERE process = ?", (process,)
+        ):
+            plugins[process, key] = (slot, plugin)
+    return calls, plugins
 
 
 def _batches_part(catalog: Catalog, interface: str | None, data: ReportData) -> None:

@@ -27,9 +27,11 @@ exact percentiles and ``since``.
 from __future__ import annotations
 
 import bisect
+import io
 import json
 import math
 import os
+import pickle
 import re
 import socket
 import time
@@ -37,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from importlib import resources
-from itertools import chain, groupby, repeat
+from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -124,8 +126,7 @@ class MemoryStore:
             started = start * 1e-9 + offset
             if since is not None and started < since:
                 continue
-            # The record's flat spans as (plugin key, start ns, duration ns) triples.
-            spans = list(zip(record[8::3], record[9::3], record[10::3])) if len(record) > 8 else []
+            spans = list(span_triples(record))
             rows.append((prefix, number, parent, name, version, who, started, nanoseconds * 1e-9, status, etype, error, spans))
         return rows
 
@@ -309,9 +310,6 @@ ON CONFLICT (interface, version, customer) DO UPDATE SET
 _WRITES = {"sqlite": _SQLITE_WRITES, "postgresql": _POSTGRES_WRITES}
 #: Batches read per query by ``history``.
 _HISTORY_PAGE = 64
-_LOG_COLUMNS = (
-    "call_id, parent_id, interface, version, customer, started, duration, status, error_type, error, plugins, process"
-)
 
 
 # Upper bounds of the latency buckets in whole nanoseconds, for bisect on a
@@ -363,66 +361,49 @@ def aggregate(calls: Sequence[Sequence[Any]], wall_offset: float) -> list[list[A
     ]
 
 
-_HEAD = itemgetter(slice(0, 8))
-_SPAN = itemgetter(slice(8, 11))
-_NO_SPANS: Iterable[tuple[list[Any]]] = repeat(([],))
+#: How the writer packs a batch's records (schema 0006_packed_records): pinned, so that
+#: an older Python reading the database (another host, say) can unpack it.
+PICKLE_PROTOCOL = 5
 
 
-def _records_json(calls: Sequence[RawCall]) -> str:
-    """The records as the schema stores them, as JSON: [[8 values, [[plugin key, start, duration], ...]], ...].
+def pack(calls: Sequence[RawCall]) -> bytes:
+    """The records as stored: a pickle of the list of flat record tuples.
 
-    In memory a record is flat (telemetry.RawCall). This runs on the writer
-    thread holding the GIL, which the calling threads then wait for, so no
-    Python code runs per record: the heads (first 8 values) and the spans
-    are encoded apart and the texts spliced (C functions: slices, ``map``,
-    ``split``, ``join``). Nor are nested tuples made per record: the
-    collector would have to meet them several times before it stopped
-    tracking them (see Catalog._recorded). A batch of records of one length
-    (one entrypoint, one slot call) is one run; mixed lengths go in runs of
-    one length, in their order. (A record of 9 values is taken to have its
-    spans nested already, as the schema stores them.)
+    This runs on the writer thread holding the GIL, which the calling threads
+    then wait for. Pickling plain tuples of ints, strings and None is done in
+    C without turning numbers into text: about 150 ns a record here, where
+    the JSON text the schema first stored cost about 600 ns. Any str pickles
+    (a lone surrogate or a NUL, which text columns refuse, included).
     """
-    if not calls:
-        return "[]"
-    lengths = list(map(len, calls))
-    if lengths.count(lengths[0]) == len(lengths):
-        return "[" + _run_json(calls, lengths[0]) + "]"
-    runs = []
-    start = 0
-    for length, run in groupby(lengths):
-        size = sum(1 for _ in run)
-        runs.append(_run_json(calls[start:start + size], length))
-        start += size
-    return "[" + ",".join(runs) + "]"
+    return pickle.dumps(calls if type(calls) is list else list(calls), PICKLE_PROTOCOL)
 
 
-def _run_json(calls: Sequence[RawCall], length: int) -> str:
-    """Records of one ``length`` (8 + 3 per plugin run), as JSON without the outer brackets."""
-    if length == 9:  # made nested already, spans last (bench/report.py writes such records)
-        return _json(calls)[1:-1]
-    if length in (8, 11):
-        heads = _json(calls if length == 8 else list(map(_HEAD, calls)))
-        # [[h],[h],...] -> the heads' values, split where one ends and the next
-        # begins; a string holding "],[" would make more parts: not this way.
-        parts = heads[2:-2].split("],[")
-        if len(parts) == len(calls):
-            if length == 8:
-                return "[" + ",[]],[".join(parts) + ",[]]"
-            # [[k,s,d],[k,s,d],...] -> ",[[k,s,d]]],[" after each head (the last without ",[").
-            spans = _ENCODE(list(map(_SPAN, calls)))
-            pieces = (",[[" + spans[2:-2].replace("],[", "]]],[\x00,[[") + "]]]").split("\x00")
-            return "[" + "".join(chain.from_iterable(zip(parts, pieces)))
-    return _json(list(_nested(calls, length)))[1:-1]
+class _RecordsOnly(pickle.Unpickler):
+    """Unpickles plain data only: what a database holds is not trusted to name code to run."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"telemetry records hold plain data only, not {module}.{name}")
 
 
-def _nested(calls: Sequence[RawCall], length: int) -> Iterable[tuple[Any, ...]]:
-    """Records of one ``length`` remade with their spans nested (tuples, by C functions)."""
-    if length <= 8:
-        return map(tuple.__add__, calls, _NO_SPANS)
-    # One iterator of (key, start, duration) per plugin run; zip makes each
-    # record's tuple of spans, and zip again the 1-tuple added to its head.
-    spans = [map(itemgetter(slice(at, at + 3)), calls) for at in range(8, length, 3)]
-    return map(tuple.__add__, map(_HEAD, calls), zip(zip(*spans)))
+def unpack(stored: str | bytes | memoryview) -> list[Sequence[Any]]:
+    """A batch's records as written: a pickle (since 0006), or JSON text (before; bytes on PostgreSQL)."""
+    if isinstance(stored, str):
+        return json.loads(stored)  # type: ignore[no-any-return]
+    data = bytes(stored)
+    if data[:1] == b"[":
+        return json.loads(data)  # type: ignore[no-any-return]
+    return _RecordsOnly(io.BytesIO(data)).load()  # type: ignore[no-any-return]
+
+
+def span_triples(record: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    """A record's plugin runs as (plugin key, start ns, duration ns).
+
+    Flat records (telemetry.RawCall) carry them from their ninth value on,
+    three values each; JSON records (before 0006) as a list, their ninth.
+    """
+    if len(record) == 9:
+        return record[8]  # type: ignore[no-any-return]
+    return zip(record[8::3], record[9::3], record[10::3])
 
 
 def totals(groups: Sequence[Sequence[Any]]) -> list[list[Any]]:
@@ -611,7 +592,7 @@ class DatabaseStore:
         if calls:
             groups = aggregate(calls, wall_offset)
             earliest, latest = min(group[5] for group in groups), max(group[6] for group in groups)
-            records, hourly, overall = _records_json(calls), _json(groups), _json(totals(groups))
+            records, hourly, overall = pack(calls), _json(groups), _json(totals(groups))
         self._check_file()
         db = self.writer
         with db.session():
@@ -687,17 +668,9 @@ class DatabaseStore:
         """
         if limit <= 0:
             return []
-        clauses, params = _filters(interface, customer)
-        if since is not None:
-            clauses.append("started >= ?")
-            params.append(since)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        where = " AND ".join(["batch = ?", *clauses])
-        query = f"SELECT {_LOG_COLUMNS} FROM taskcatalog_call_log WHERE {where} ORDER BY started DESC LIMIT ?"
-        rows: list[tuple[Any, ...]] = []  # newest first, at most limit
-        started = itemgetter(5)
+        kept: list[tuple[Any, ...]] = []  # (started, process, record, interface, version, customer), newest first
+        started = itemgetter(0)
+        calls: dict[int, dict[int, tuple[Any, ...]]] = {}  # process -> call key -> (interface, version, customer)
         after: tuple[float, int] | None = None  # (latest, id) of the last batch read
         done = False
         while not done:
@@ -707,31 +680,55 @@ class DatabaseStore:
                 conditions.append("(latest, id) < (?, ?)")
                 values.extend(after)
             page = self._read(
-                "SELECT id, latest FROM taskcatalog_call_batches"
+                "SELECT id, latest, process, clock, records FROM taskcatalog_call_batches"
                 + _where(conditions)
                 + f" ORDER BY latest DESC, id DESC LIMIT {_HISTORY_PAGE}",
                 values,
             )
-            for batch, latest in page:
-                if len(rows) >= limit and latest < started(rows[-1]):
+            for batch, latest, process, clock, stored in page:
+                if len(kept) >= limit and latest < started(kept[-1]):
                     done = True
                     break
-                found = self._read(query, [batch, *params, limit])
+                names = calls.get(process)
+                if names is None:
+                    names = calls[process] = self._call_names(process)
+                found = []
+                for record in unpack(stored):
+                    name, version, who = names[record[1]]
+                    if (interface is not None and name != interface) or (customer is not None and who != customer):
+                        continue
+                    if status is not None and record[4] != status:
+                        continue
+                    at = record[2] * 1e-9 + clock
+                    if since is None or at >= since:
+                        found.append((at, process, record, name, version, who))
                 if found:
-                    rows.extend(found)
-                    rows.sort(key=started, reverse=True)  # stable: ties keep the order read
-                    del rows[limit:]
+                    kept.extend(found)
+                    kept.sort(key=started, reverse=True)  # stable: ties keep the order recorded
+                    del kept[limit:]
                 after = (latest, batch)
             else:
                 done = len(page) < _HISTORY_PAGE
-        names = self._plugin_names({row[11] for row in rows if row[10] != "[]"})
+        prefixes = dict(self._read("SELECT id, prefix FROM taskcatalog_processes")) if kept else {}
+        plugins = self._plugin_names({row[1] for row in kept})
         records = []
-        for call_id, parent, name, version, who, started_at, duration, status_, etype, error, plugins, process in rows:
-            prefix, _, number = call_id.rpartition("-")
-            spans = _spans(json.loads(plugins), lambda key: names[process, key])  # noqa: B023 - used at once
-            row = (prefix, int(number), parent, name, version, who, started_at, duration, status_, etype, error)
+        for at, process, record, name, version, who in kept:
+            number, _, _, nanoseconds, status_, parent, etype, error = record[:8]
+            # Read back as the JSON records were: text no engine could have stored written out.
+            parent, etype, error = _mend(parent), _mend(etype), _mend(error)
+            spans = _spans(list(span_triples(record)), lambda key: plugins[process, key])  # noqa: B023 - used at once
+            row = (prefixes[process], number, parent, name, version, who, at, nanoseconds * 1e-9, status_, etype, error)
             records.append(_record(row, spans))
         return records
+
+    def _call_names(self, process: int) -> dict[int, tuple[Any, ...]]:
+        """Call key -> (interface, version, customer) of a process (version 0 and customer '' are none)."""
+        return {
+            key: (name, _none(version, 0), _none(who, ""))
+            for key, name, version, who in self._read(
+                "SELECT key, interface, version, customer FROM taskcatalog_call_keys WHERE process = ?", (process,)
+            )
+        }
 
     def _plugin_names(self, processes: set[int]) -> dict[tuple[int, int], tuple[Any, ...]]:
         """(process, plugin key) -> (slot, plugin) for the processes whose plugin runs are shown."""
