@@ -1513,3 +1513,22 @@ def test_records_written_as_json_before_0006_are_read_beside_packed_ones(shop, e
         runs = {(t.slot, t.plugin): t.runs for t in timings}
         first = (history[1].plugins[0].slot, history[1].plugins[0].plugin)
         assert runs[first] == 3  # the packed record runs that plugin twice (ACME_SHOP_SPANS), the JSON one once
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo this must never run",))
+
+
+def test_unpacking_stored_records_refuses_anything_but_plain_data():
+    """A database is not trusted to name code to run: a pickle naming any class or function is refused."""
+    import pickle
+
+    from taskcatalog.stores import pack
+
+    plain = [(1, 2, 3, 4, "ok", None, None, None), (2, 2, 5, 6, "error", "p-1", "ValueError", "caf\udce9\x00", 0, 7, 8)]
+    assert unpack(pack(plain)) == plain
+    with pytest.raises(pickle.UnpicklingError, match=r"^telemetry records hold plain data only, not posix\.system$"):
+        unpack(pickle.dumps([_RunsCode()], 5))
+    with pytest.raises(pickle.UnpicklingError, match=r"^telemetry records hold plain data only, not __builtin__\.set$"):
+        unpack(pickle.dumps([{1, 2}], 2))  # protocol 2 names set's class (as Python 2 called its module)
