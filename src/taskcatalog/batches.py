@@ -1,15 +1,18 @@
 """Batches: calls prepared as rows, reviewed, executed once, kept as a frozen audit trail.
 
 A batch is many calls of one interface version for one customer, stored in
-the catalog database (schema/sqlite/0002_batches.sql, 0003_batch_claims.sql)
-before anything runs. ``execute()`` runs them through ``Catalog.run``. A row's
-outcome is one INSERT in a transaction of its own, so it is durable as soon
-as it is known and a row costs one small commit; a row without an outcome is
-pending. Executors claim rows in ranges (one transaction per range, see
-``_Claim``), so any number of processes may execute one batch at once and no
-row runs twice; the unfinished range of a process that died (on this host)
-is taken over. A batch killed mid-way resumes where it stopped: at most the
-row in flight runs again. Once every row has an outcome the batch is
+the catalog database (schema/<dialect>/0002_batches.sql, 0003_batch_claims.sql,
+0005_outcome_keys.sql) before anything runs. ``execute()`` runs them as
+``Catalog.run`` does. A row's outcome is one INSERT in a transaction of its
+own, so it is durable as soon as it is known and a row costs one small
+commit; a row without an outcome is pending. Any number of executors may run
+one batch at once and no row runs twice. On SQLite they claim rows in ranges
+(one transaction per range, see ``_Claim``), and the unfinished range of a
+process that died (on this host) is taken over; on PostgreSQL each row is
+locked (``SELECT ... FOR UPDATE SKIP LOCKED``) in the transaction that stores
+its outcome, so workers on any host share it and a dead worker's row is
+freed by the server (``_LockedRows``). A batch killed mid-way resumes where
+it stopped: at most the row in flight runs again. Once every row has an outcome the batch is
 ``executed`` and frozen, in Python (``BatchFrozen``) and in the database
 (triggers).
 """
@@ -24,10 +27,10 @@ import os
 import socket
 import sys
 import time
-from types import TracebackType
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .context import Context, process_prefix
@@ -242,7 +245,8 @@ class Batch:
         return self._batches._db
 
     def _header(self) -> dict[str, Any]:
-        rows = _sql(self._db,
+        rows = _sql(
+            self._db,
             "SELECT status, started_at, executed_at, executed_by FROM taskcatalog_batches WHERE id = ?", (self.id,)
         )
         if not rows:
@@ -268,7 +272,8 @@ class Batch:
     @property
     def depends_on(self) -> list[int]:
         """The ids of the batches this one waits for."""
-        rows = _sql(self._db,
+        rows = _sql(
+            self._db,
             "SELECT depends_on FROM taskcatalog_batch_dependencies WHERE batch = ? ORDER BY depends_on", (self.id,)
         )
         return [row[0] for row in rows]
@@ -276,7 +281,8 @@ class Batch:
     def counts(self) -> dict[str, int]:
         """How many rows have each status (every status present, zero or not)."""
         found = dict.fromkeys(ROW_STATUSES, 0)
-        for status, count in _sql(self._db,
+        for status, count in _sql(
+            self._db,
             f"SELECT coalesce(o.status, 'pending'), count(*) FROM {_ROWS_WITH_OUTCOMES} WHERE r.batch = ? GROUP BY 1",
             (self.id,),
         ):
@@ -340,7 +346,8 @@ class Batch:
         self._editable("change a row")
         [encoded] = self._batches._checked_rows(self.interface, self.version, [args], self.customer, first=number)
         with _frozen_guard(self.id), self._db.session():
-            changed = _sql(self._db,
+            changed = _sql(
+                self._db,
                 f"UPDATE taskcatalog_batch_rows SET args = ? WHERE batch = ? AND number = ? AND {_STILL_PENDING}"
                 " RETURNING number", (encoded, self.id, self._number(number), self.id),
             )
@@ -352,7 +359,8 @@ class Batch:
         """Remove row ``number``; it is gone from ``rows()`` (numbers of the others do not change)."""
         self._editable("lose a row")
         with _frozen_guard(self.id), self._db.session():
-            removed = _sql(self._db,
+            removed = _sql(
+                self._db,
                 f"DELETE FROM taskcatalog_batch_rows WHERE batch = ? AND number = ? AND {_STILL_PENDING}"
                 " RETURNING number", (self.id, self._number(number), self.id),
             )
@@ -379,7 +387,8 @@ class Batch:
         if status == "executed":
             return f"batch {self.id} is already executed (and frozen)"
         waiting = [
-            f"{other} ({state})" for other, state in _sql(self._db,
+            f"{other} ({state})" for other, state in _sql(
+                self._db,
                 "SELECT d.depends_on, b.status FROM taskcatalog_batch_dependencies AS d"
                 " JOIN taskcatalog_batches AS b ON b.id = d.depends_on"
                 " WHERE d.batch = ? AND b.status != 'executed' ORDER BY d.depends_on", (self.id,)
@@ -409,7 +418,8 @@ class Batch:
                                customer=self.customer)
         db, who, me = self._db, _who(executed_by), _claimer()
         with _frozen_guard(self.id), db.session():
-            _sql(db,
+            _sql(
+                db,
                 "UPDATE taskcatalog_batches SET status = 'executing', started_at = coalesce(started_at, ?),"
                 " executed_by = ? WHERE id = ? AND status = 'pending'", (time.time(), who, self.id),
             )
@@ -452,7 +462,8 @@ class Batch:
     def _conclude(self) -> None:
         """Mark the batch executed once every row has an outcome (any executor may be last)."""
         with _frozen_guard(self.id), self._db.session():
-            _sql(self._db,
+            _sql(
+                self._db,
                 "UPDATE taskcatalog_batches SET status = 'executed', executed_at = ? WHERE id = ?"
                 f" AND status = 'executing' AND NOT EXISTS (SELECT 1 FROM {_ROWS_WITH_OUTCOMES}"
                 " WHERE r.batch = ? AND o.number IS NULL)",
@@ -501,7 +512,8 @@ class _Claim:
         with _frozen_guard(batch.id), db.session():
             rows = _sql(db, _NEXT_UNCLAIMED, (batch.id, batch.id, size))
             if rows:
-                _sql(db,
+                _sql(
+                    db,
                     "INSERT INTO taskcatalog_batch_claims (batch, first, last, claimed_by, claimed_at)"
                     " VALUES (?, ?, ?, ?, ?)", (batch.id, rows[0][0], rows[-1][0], me, time.time()),
                 )
@@ -512,12 +524,14 @@ class _Claim:
                     continue
                 LOG.warning("batch %s: rows %s-%s were claimed by %s, which is gone; running their pending rows",
                             batch.id, first, last, "an executor that stopped" if claimer is None else claimer)
-                _sql(db,
+                _sql(
+                    db,
                     "UPDATE taskcatalog_batch_claims SET claimed_by = ?, claimed_at = ? WHERE batch = ? AND first = ?",
                     (me, time.time(), batch.id, first),
                 )
                 self._held = first
-                return [(int(number), str(args)) for number, args in _sql(db,
+                return [(int(number), str(args)) for number, args in _sql(
+                    db,
                     _PENDING_IN_RANGE, (batch.id, first, last)
                 )]
         return []
@@ -529,7 +543,8 @@ class _Claim:
         batch = self._batch
         try:
             with batch._db.session():
-                _sql(batch._db,
+                _sql(
+                    batch._db,
                     "UPDATE taskcatalog_batch_claims SET claimed_by = NULL WHERE batch = ? AND first = ?"
                     " AND claimed_by = ?", (batch.id, self._held, self._me),
                 )
@@ -677,7 +692,8 @@ class Batches:
     def _insert_rows(self, batch: int, encoded: list[str]) -> list[int]:
         db = self._db
         with _frozen_guard(batch), db.session():
-            first = _sql(db,
+            first = _sql(
+                db,
                 "UPDATE taskcatalog_batches SET next_number = next_number + ? WHERE id = ? RETURNING next_number - ?",
                 (len(encoded), batch, len(encoded)),
             )[0][0]
@@ -701,7 +717,8 @@ class Batches:
                 if path is not None or other == batch:
                     chain = " -> ".join(map(str, [batch, *(path or [batch])]))
                     raise CatalogError(f"batch {batch} cannot depend on batch {other}: that makes a cycle ({chain})")
-                _sql(db,
+                _sql(
+                    db,
                     "INSERT INTO taskcatalog_batch_dependencies (batch, depends_on) VALUES (?, ?) ON CONFLICT DO NOTHING",
                     (batch, other),
                 )
@@ -713,7 +730,8 @@ class Batches:
             node, chain = stack.pop()
             if node == goal:
                 return chain
-            for (nxt,) in _sql(self._db,
+            for (nxt,) in _sql(
+                self._db,
                 "SELECT depends_on FROM taskcatalog_batch_dependencies WHERE batch = ?", (node,)
             ):
                 if nxt not in seen:
@@ -749,7 +767,8 @@ class Batches:
         who = _who(created_by)
         db = self._db
         with db.session():
-            batch_id = _sql(db,
+            batch_id = _sql(
+                db,
                 "INSERT INTO taskcatalog_batches (interface, version, customer, description, created_at, created_by)"
                 " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 (interface, version, customer, description, time.time(), who),
@@ -763,7 +782,8 @@ class Batches:
         """The batch with that id; BatchNotFound if there is none."""
         if isinstance(batch_id, bool) or not isinstance(batch_id, int):
             raise TypeError(f"a batch id is an int, not {batch_id!r}")
-        rows = _sql(self._db,
+        rows = _sql(
+            self._db,
             "SELECT id, interface, version, customer, description, created_at, created_by"
             " FROM taskcatalog_batches WHERE id = ?", (batch_id,),
         )
