@@ -151,7 +151,7 @@ def test_a_target_that_holds_rows_is_refused_and_left_as_it_was(layout, engines)
         f"cannot copy into {label}: its catalog tables already hold rows: taskcatalog_processes (1), "
         "taskcatalog_call_keys (1), taskcatalog_plugin_keys (1), taskcatalog_call_batches (1), "
         "taskcatalog_call_stats (1), taskcatalog_call_totals (1); copy into an empty database "
-        "(or empty it first: taskcatalog db wipe --yes); nothing was changed"
+        "(or empty it first: taskcatalog db wipe --yes); no row was copied"
     )
     assert answers(layout, target.url("catalog")) == before
 
@@ -207,7 +207,7 @@ def test_the_db_copy_command(tmp_path, engines):
     again = tc("--json", "db", "copy", target.url("catalog"), cwd=project)
     assert again.returncode == 1 and again.stdout == ""
     assert again.stderr.startswith("taskcatalog: error: CatalogError: cannot copy into ")
-    assert again.stderr.endswith("nothing was changed\n") and again.stderr.count("\n") == 1
+    assert again.stderr.endswith("no row was copied\n") and again.stderr.count("\n") == 1
     fresh = target.url("fresh")
     as_json = json.loads(tc("--json", "db", "copy", fresh, cwd=project).stdout)
     assert as_json["copied"]["taskcatalog_call_batches"] == 1 and as_json["target"] == label(fresh)

@@ -92,7 +92,7 @@ def _check_target(source: Connection, target: Connection) -> None:
     if full:
         raise CatalogError(
             f"cannot copy into {target.label}: its catalog tables already hold rows: {', '.join(full)}; "
-            f"copy into an empty database (or empty it first: taskcatalog db wipe --yes); nothing was changed"
+            f"copy into an empty database (or empty it first: taskcatalog db wipe --yes); no row was copied"
         )
 
 
