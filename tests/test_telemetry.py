@@ -1086,7 +1086,9 @@ def test_connections_the_postgres_server_drops_lose_no_record(shop, postgres, ca
         ids += [catalog.run("shop", 1, Context("acme"), amount=n).call_id for n in range(5)]
         report = catalog.close()
         assert (report.written, report.unwritten) == (12, 0)
-        assert report.failures >= 2
+        # The first drop's failed write at least; close() writes through the writer's connection
+        # in this thread, which may have been opened after the last drop (then nothing fails).
+        assert report.failures >= 1
     finally:
         catalog.close()
     assert sorted(stored(postgres)[0]) == sorted(ids) and stored(postgres)[1] == 12
@@ -1532,3 +1534,28 @@ def test_unpacking_stored_records_refuses_anything_but_plain_data():
         unpack(pickle.dumps([_RunsCode()], 5))
     with pytest.raises(pickle.UnpicklingError, match=r"^telemetry records hold plain data only, not __builtin__\.set$"):
         unpack(pickle.dumps([{1, 2}], 2))  # protocol 2 names set's class (as Python 2 called its module)
+
+
+def test_on_postgres_close_gives_up_on_a_lock_held_past_the_writers_lock_wait(shop, postgres, monkeypatch, caplog):
+    """The writer's own connection waits LOCK_WAIT (PostgreSQL's lock_timeout for it), not the catalog
+    connection's 30 s: a table lock another connection never releases costs close() about its timeout."""
+    monkeypatch.setattr(stores, "LOCK_WAIT", 0.2)
+    catalog = shop.catalog(database=postgres.url("catalog"))
+    telemetry = catalog._telemetry
+    catalog.call("shop", 1, Context("acme"))
+    catalog.stats()  # written: the tables, the process row and the first keys exist
+    with postgres.holding_writes("taskcatalog_call_stats", name="catalog"):
+        for amount in range(5):
+            assert catalog.call("shop", 1, Context("acme"), amount=amount)["price"] == amount * 10
+        start = perf_counter()
+        with caplog.at_level(logging.ERROR, logger="taskcatalog.telemetry"):
+            report = telemetry.close(timeout=0.5)
+        elapsed = perf_counter() - start
+    label = catalog.database.label
+    assert report == TelemetryReport(
+        written=1, unwritten=5, failures=report.failures,
+        error=f"DatabaseLocked: the database {label} is locked: another connection held a lock for more than 0.2 s"
+              " (canceling statement due to lock timeout); keep transactions short or raise timeout=",
+    )
+    assert elapsed < 0.5 + 2 * 0.2 + 1.0  # the timeout, a lock wait in flight, and room for a slow machine
+    catalog.close()

@@ -34,6 +34,7 @@ import os
 import pickle
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -498,11 +499,14 @@ def _identity(path: Any) -> tuple[int, int] | None:
 
 
 def _writer_for(db: Connection, lock_wait: float) -> Connection:
-    """A connection to ``db``'s file that waits at most ``lock_wait`` for the write lock.
+    """A connection to ``db``'s database that waits at most ``lock_wait`` for a lock another holds.
 
-    ``db`` itself where there is no file to open twice (a memory database lives
-    in its one connection, whose threads take turns) or the engine is not SQLite.
+    ``db`` itself where there is nothing to open twice (a memory database
+    lives in its one connection, whose threads take turns) or the engine is
+    neither SQLite nor PostgreSQL.
     """
+    if db.dialect == "postgresql":
+        return connect(db.url, timeout=lock_wait, connect_timeout=getattr(db, "connect_timeout", 10.0))
     path = getattr(db, "path", None)
     if db.dialect != "sqlite" or path is None:
         return db
@@ -518,7 +522,10 @@ class DatabaseStore:
     """Telemetry in the catalog database: the tables of namespace ``taskcatalog`` (``schema/``).
 
     Reads go through ``db``; writes through ``writer``, a connection of the
-    store's own waiting at most ``lock_wait`` seconds for the write lock.
+    store's own waiting at most ``lock_wait`` seconds for a lock another
+    connection holds. On PostgreSQL it is opened at the first write, in the
+    thread that writes: every thread of a PostgreSQL connection holds a
+    server connection of its own, and the writer thread needs only this one.
     """
 
     def __init__(self, db: Connection, *, lock_wait: float | None = None) -> None:
@@ -527,7 +534,9 @@ class DatabaseStore:
         if writes is None:
             raise DatabaseError(f"{db.label}: the catalog records no telemetry on {db.dialect or 'this engine'} yet")
         self._writes = writes
-        self.writer = _writer_for(db, LOCK_WAIT if lock_wait is None else lock_wait)
+        self._lock_wait = LOCK_WAIT if lock_wait is None else lock_wait
+        self._writer = None if db.dialect == "postgresql" else _writer_for(db, self._lock_wait)
+        self._opening = threading.Lock()
         self._insert_batch = db._qmark(_INSERT_BATCH)
         self._processes: dict[str, int] = {}  # call id prefix -> taskcatalog_processes.id
         self._path = getattr(db, "path", None)
@@ -550,10 +559,18 @@ class DatabaseStore:
         """The rows of a query written with ``?`` placeholders, read through ``db``."""
         return self.db._execute(self.db._qmark(sql), params)
 
+    @property
+    def writer(self) -> Connection:
+        if self._writer is None:
+            with self._opening:
+                if self._writer is None:
+                    self._writer = _writer_for(self.db, self._lock_wait)
+        return self._writer
+
     def close(self) -> None:
         """Close the writer's own connection (``db`` is the catalog's to close)."""
-        if self.writer is not self.db:
-            self.writer.close()
+        if self._writer is not None and self._writer is not self.db:
+            self._writer.close()
 
     def _process(self, prefix: str) -> int:
         """This process's row id in taskcatalog_processes, made in the current transaction if need be.
