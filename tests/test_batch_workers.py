@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_projects import project_on, tc
 from conftest import ROOT
 from db_engines import Engine, _postgres_databases, make_engine  # noqa: F401 - the fixture is used by name
 
@@ -45,22 +46,9 @@ def project(request, tmp_path: Path, _postgres_databases) -> Iterator[Path]:
     """A project (taskcatalog init) whose catalog database is on the engine, with the interface ``work``."""
     engine = make_engine(request.param, tmp_path)
     try:
-        assert tc("init", "proj", cwd=tmp_path).returncode == 0
-        project = tmp_path / "proj"
-        config = project / "taskcatalog.toml"
-        config.write_text(config.read_text().replace('database = "var/catalog.sqlite3"',
-                                                     f"database = {json.dumps(engine.url('catalog'))}"))
-        (project / "interfaces" / "work.py").write_text(WORK)
-        yield project
+        yield project_on(tmp_path, engine.url("catalog"), {"work": WORK})
     finally:
         engine.close()
-
-
-def tc(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    environment.pop("TASKCATALOG_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "taskcatalog", *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=120)
 
 
 def create(project: Path, rows: list[dict[str, object]]) -> None:

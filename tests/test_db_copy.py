@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Layout
-from db_engines import ENGINES, Engine, _postgres_databases, make_engine  # noqa: F401 - the fixture is used by name
+from cli_projects import project_on, tc
+from conftest import Layout
+from db_engines import Engine, _postgres_databases, make_engine  # noqa: F401 - the fixture is used by name
 from taskcatalog import BatchFrozen, CatalogError, Context
 from taskcatalog.copying import CATALOG_TABLES, copy_catalog_database
 from taskcatalog.db import connect
@@ -176,13 +175,6 @@ def test_a_database_is_not_copied_onto_itself(layout, tmp_path):
             copy_catalog_database(db, same)
 
 
-def tc(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    environment.pop("TASKCATALOG_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "taskcatalog", *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=120)
-
-
 def label(url: str) -> str:
     with connect(url) as db:
         return db.label
@@ -190,12 +182,7 @@ def label(url: str) -> str:
 
 def test_the_db_copy_command(tmp_path, engines):
     source, target = engines
-    assert tc("init", "proj", cwd=tmp_path).returncode == 0
-    project = tmp_path / "proj"
-    config = project / "taskcatalog.toml"
-    config.write_text(config.read_text().replace('database = "var/catalog.sqlite3"',
-                                                 f"database = {json.dumps(source.url('catalog'))}"))
-    (project / "interfaces" / "echo.py").write_text(ECHO.replace("\n    ", "\n"))
+    project = project_on(tmp_path, source.url("catalog"), {"echo": textwrap.dedent(ECHO)})
     called = tc("call", "echo", "1", "x=2", cwd=project)
     assert called.returncode == 0, called.stderr
     done = tc("db", "copy", target.url("catalog"), cwd=project)
@@ -218,13 +205,7 @@ def project(request, tmp_path: Path, _postgres_databases) -> Iterator[tuple[Path
     """A project (taskcatalog init) whose catalog database is on the engine, with the interface ``echo``."""
     engine = make_engine(request.param, tmp_path)
     try:
-        assert tc("init", "proj", cwd=tmp_path).returncode == 0
-        project = tmp_path / "proj"
-        config = project / "taskcatalog.toml"
-        config.write_text(config.read_text().replace('database = "var/catalog.sqlite3"',
-                                                     f"database = {json.dumps(engine.url('catalog'))}"))
-        (project / "interfaces" / "echo.py").write_text(ECHO.replace("\n    ", "\n"))
-        yield project, engine
+        yield project_on(tmp_path, engine.url("catalog"), {"echo": textwrap.dedent(ECHO)}), engine
     finally:
         engine.close()
 

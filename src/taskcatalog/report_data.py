@@ -298,10 +298,12 @@ def _plugins_part(store: Any, interface: str | None, since: float, data: ReportD
                         cell[0] += 1
                         cell[1] += nanoseconds
                         cell[2] = max(cell[2], nanoseconds)
-        calls, plugins = _key_names(store, {process for process, _, _ in sums})
+        processes = {process for process, _, _ in sums}
+        calls = {process: store._call_names(process) for process in processes}
+        plugins = store._plugin_names(processes)
         merged: dict[tuple[str, Any, str], list[int]] = {}
         for (process, call_key, plugin_key), (count, total, longest) in sums.items():
-            name = calls[process, call_key]
+            name = calls[process][call_key][0]
             if interface is not None and name != interface:
                 continue
             slot, plugin = plugins[process, plugin_key]
@@ -320,20 +322,6 @@ def _plugins_part(store: Any, interface: str | None, since: float, data: ReportD
                 runs[(row[3], slot, plugin)].append(nanoseconds * 1e-9)
         timings = [PluginTiming(n, s, p, len(d), math.fsum(d) / len(d), max(d)) for (n, s, p), d in runs.items()]
     data.plugins = sorted(timings, key=lambda t: (-t.mean, t.interface, t.plugin))[:TOP_PLUGINS]
-
-
-def _key_names(store: DatabaseStore, processes: set[int]) -> tuple[dict[Any, str], dict[Any, tuple[Any, str]]]:
-    """(process, call key) -> interface and (process, plugin key) -> (slot, plugin), for ``processes``."""
-    calls: dict[Any, str] = {}
-    plugins: dict[Any, tuple[Any, str]] = {}
-    for process in processes:
-        for key, name in store._read("SELECT key, interface FROM taskcatalog_call_keys WHERE process = ?", (process,)):
-            calls[process, key] = name
-        for key, slot, plugin in store._read(
-            "SELECT key, slot, plugin FROM taskcatalog_plugin_keys WHERE process = ?", (process,)
-        ):
-            plugins[process, key] = (slot, plugin)
-    return calls, plugins
 
 
 def _batches_part(catalog: Catalog, interface: str | None, data: ReportData) -> None:
