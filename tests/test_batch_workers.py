@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -26,14 +27,14 @@ import time
 LOG = os.path.join(os.path.dirname(__file__), "..", "ran.log")
 
 
-def work_entrypoint_v1(ctx, n: int, die: bool = False):
+def work_entrypoint_v1(ctx, n: int, die: bool = False, always: bool = False):
     descriptor = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         os.write(descriptor, f"{os.getpid()} {n}\\n".encode())
     finally:
         os.close(descriptor)
     marker = os.path.join(os.path.dirname(LOG), "died")
-    if die and not os.path.exists(marker):
+    if always or (die and not os.path.exists(marker)):
         open(marker, "w").close()
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(0.002)
@@ -99,3 +100,19 @@ def test_workers_must_be_a_small_positive_number(project):
         assert refused.returncode == 2 and refused.stdout == ""
         assert f"argument --workers: a number of worker processes from 1 to 64, not '{bad}'" in refused.stderr
     assert not (project / "ran.log").exists()
+
+
+def test_workers_that_all_die_leave_the_rows_pending_and_say_to_run_again(project):
+    create(project, [{"n": n, "always": n == 3} for n in range(1, 11)])  # row 3 kills whoever runs it
+    done = tc("batch", "execute", "1", "--workers", "2", cwd=project)
+    assert done.returncode == 1 and done.stdout == ""
+    assert re.fullmatch(
+        r"taskcatalog: error: batch 1: worker 1 \(exit code -9\), worker 2 \(exit code -9\) failed; "
+        r"\d+ row\(s\) still pending: run 'taskcatalog batch execute 1' again to resume\n",
+        done.stderr,
+    ), done.stderr
+    shown = json.loads(tc("--json", "batch", "show", "1", cwd=project).stdout)
+    assert shown["status"] == "executing" and shown["rows"]["pending"] >= 1
+    assert [row["number"] for row in shown["row_list"] if row["status"] == "pending"][0] == 3
+    counted = Counter(n for _, n in runs(project))
+    assert counted[3] == 2 and all(count == 1 for n, count in counted.items() if n != 3)  # no finished row again
