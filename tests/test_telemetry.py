@@ -1559,3 +1559,53 @@ def test_on_postgres_close_gives_up_on_a_lock_held_past_the_writers_lock_wait(sh
     )
     assert elapsed < 0.5 + 2 * 0.2 + 1.0  # the timeout, a lock wait in flight, and room for a slow machine
     catalog.close()
+
+
+# -- the writer's aggregation ---------------------------------------------------------
+
+def reference_aggregate(calls, wall_offset):
+    """What stores.aggregate must give, the plain way: one pass, a dict per group and per (key, hour)."""
+    offset, hour_ns = int(wall_offset * 1e9), 3600 * 10**9
+    groups, spans = {}, {}
+    for _, key, start, nanoseconds, status, *_ in calls:
+        hour = (start + offset) // hour_ns
+        bucket = stores._bucket_ns(nanoseconds)
+        assert stores.bucket_upper(bucket) * 1e9 >= nanoseconds > (stores.bucket_upper(bucket - 1) * 1e9 if bucket else 0)
+        count, errors, longest = groups.get((key, hour, bucket), (0, 0, 0))
+        groups[key, hour, bucket] = (count + 1, errors + (status == "error"), max(longest, nanoseconds))
+        first, last = spans.get((key, hour), (start, start))
+        spans[key, hour] = (min(first, start), max(last, start))
+    return sorted(
+        [key, hour, bucket, count, errors, spans[key, hour][0] * 1e-9 + wall_offset,
+         spans[key, hour][1] * 1e-9 + wall_offset, longest * 1e-9]
+        for (key, hour, bucket), (count, errors, longest) in groups.items()
+    )
+
+
+@pytest.mark.parametrize("keys", [1, 5])
+@pytest.mark.parametrize("order", ["in order", "shuffled"])
+@pytest.mark.parametrize("across_an_hour", [False, True])
+def test_the_writer_aggregates_a_batch_as_a_plain_loop_would(keys, order, across_an_hour):
+    """Every path of stores.aggregate (one key or several; starts in order or not, as threads record
+    them; a batch within an hour or across one): per (key, hour, bucket) the calls, errors and the
+    longest call, and the first and last start of the key's calls in that hour."""
+    import random
+
+    rng = random.Random(f"{keys} {order} {across_an_hour}")
+    wall_offset = 1_764_000_000.25
+    hour_ns = 3600 * 10**9
+    # perf_counter_ns() readings: the batch starts 2 s before an hour ends, or in the middle of one.
+    first = hour_ns - int(wall_offset * 1e9) % hour_ns - (2 * 10**9 if across_an_hour else hour_ns // 2)
+    calls = []
+    for number in range(5000):
+        start = first + number * 1_000_000 + rng.randrange(1000)  # 5 s in all
+        duration = rng.choice([rng.randrange(800, 1300), rng.randrange(1, 10**7), 10**13])
+        status = rng.choice(["ok"] * 8 + ["error", "skipped"])
+        error = ("ValueError", "no") if status == "error" else (None, None)
+        calls.append((number, rng.randrange(keys) * 2 + 1, start, duration, status, None, *error, 9, start, 3))
+    if order == "shuffled":
+        rng.shuffle(calls)
+    expected = reference_aggregate(calls, wall_offset)
+    assert len({(group[0], group[1]) for group in expected}) == keys * (2 if across_an_hour else 1)
+    assert sorted(stores.aggregate(calls, wall_offset)) == expected
+    assert sorted(stores.aggregate(tuple(calls), wall_offset)) == expected  # as the writer hands them

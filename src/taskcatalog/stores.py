@@ -27,6 +27,7 @@ exact percentiles and ``since``.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import io
 import json
 import math
@@ -36,12 +37,13 @@ import re
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from importlib import resources
-from itertools import repeat
-from operator import itemgetter
+from itertools import islice
+from operator import itemgetter, le
 from typing import TYPE_CHECKING, Any
 
 from .db import connect
@@ -324,42 +326,72 @@ _KEY, _START, _DURATION, _STATUS = itemgetter(1), itemgetter(2), itemgetter(3), 
 def aggregate(calls: Sequence[Sequence[Any]], wall_offset: float) -> list[list[Any]]:
     """[key, hour, bucket, calls, errors, first call, last call, longest] per group of raw calls.
 
-    This is the writer's main cost in Python, so the columns are taken out
-    and the buckets found in C (``map``), the hour once per batch (a batch
-    spans well under an hour), and the loop left with the minimum and
-    maximum; errors, rare, are counted apart. Integer nanoseconds until the end.
+    A group is a call key's calls of one hour in one latency bucket; its
+    first and last call are those of the key's calls in that hour (every
+    bucket row of the hour carries the same two: read together, as every
+    reader does, they give the hour's, and the totals', first and last call).
+
+    This is the writer's main cost in Python, held against the calls for the
+    GIL, so the records are counted in C: by (key, duration in ns), which
+    fast calls repeat (a batch of 20,000 holds a few hundred pairs), then
+    those pairs are folded into buckets. The first and last start per key
+    come from the columns in C too while starts are in order (one thread
+    recording), from a loop otherwise. A batch normally spans well under an
+    hour; one that does not is taken an hour at a time. Errors, rare, are
+    counted apart. Integer nanoseconds until the end. Columns are tuples:
+    the collector stops tracking a tuple of ints the first time it meets it,
+    where it would walk a list at every collection the calls set off.
     """
-    keys = list(map(_KEY, calls))
-    starts = list(map(_START, calls))
-    durations = list(map(_DURATION, calls))
-    offset, hour = int(wall_offset * 1e9), HOUR * 10**9
-    first_hour = (min(starts) + offset) // hour
-    hours: Iterable[int] = repeat(first_hour)
-    if (max(starts) + offset) // hour != first_hour:
-        hours = [(start + offset) // hour for start in starts]
-    groups: dict[tuple[int, int, int], list[int]] = {}
-    for group, start, nanoseconds in zip(zip(keys, hours, map(_bucket_ns, durations)), starts, durations):
+    starts = tuple(map(_START, calls))
+    offset, hour_ns = int(wall_offset * 1e9), HOUR * 10**9
+    hour = (min(starts) + offset) // hour_ns
+    if (max(starts) + offset) // hour_ns != hour:
+        hours: dict[int, list[Sequence[Any]]] = {}
+        for call, start in zip(calls, starts):
+            hours.setdefault((start + offset) // hour_ns, []).append(call)
+        return [group for part in hours.values() for group in aggregate(part, wall_offset)]
+    keys = tuple(map(_KEY, calls))
+    groups: dict[tuple[int, int], list[int]] = {}  # (key, bucket) -> [calls, errors, longest]
+    for (key, nanoseconds), count in Counter(zip(keys, map(_DURATION, calls))).items():
+        group = key, _bucket_ns(nanoseconds)
         sums = groups.get(group)
         if sums is None:
-            groups[group] = [1, 0, start, start, nanoseconds]
-            continue
-        sums[0] += 1
-        if start < sums[2]:
-            sums[2] = start
-        elif start > sums[3]:
-            sums[3] = start
-        if nanoseconds > sums[4]:
-            sums[4] = nanoseconds
-    statuses = list(map(_STATUS, calls))
+            groups[group] = [count, 0, nanoseconds]
+        else:
+            sums[0] += count
+            if nanoseconds > sums[2]:
+                sums[2] = nanoseconds
+    statuses = tuple(map(_STATUS, calls))
     if "error" in statuses:
         for index, status in enumerate(statuses):
             if status == "error":
-                start, nanoseconds = starts[index], durations[index]
-                groups[keys[index], (start + offset) // hour, _bucket_ns(nanoseconds)][1] += 1
+                groups[keys[index], _bucket_ns(calls[index][3])][1] += 1
+    span = _first_and_last(keys, starts, {key for key, _ in groups})
     return [
-        [*group, count, errors, first * 1e-9 + wall_offset, last * 1e-9 + wall_offset, longest * 1e-9]
-        for group, (count, errors, first, last, longest) in groups.items()
+        [key, hour, bucket, count, errors, span[key][0] * 1e-9 + wall_offset, span[key][1] * 1e-9 + wall_offset,
+         longest * 1e-9]
+        for (key, bucket), (count, errors, longest) in groups.items()
     ]
+
+
+def _first_and_last(keys: Sequence[int], starts: Sequence[int], seen: set[int]) -> dict[int, tuple[int, int]]:
+    """The first and last start per key: the keys of ``keys``, ``seen``, are known."""
+    if len(seen) == 1:
+        return {keys[0]: (min(starts), max(starts))}
+    if all(map(le, starts, islice(starts, 1, None))):  # in order: the last start kept wins
+        last = dict(zip(keys, starts))
+        first = dict(zip(reversed(keys), reversed(starts)))
+        return {key: (first[key], last[key]) for key in seen}
+    span: dict[int, tuple[int, int]] = {}
+    for key, start in zip(keys, starts):
+        found = span.get(key)
+        if found is None:
+            span[key] = (start, start)
+        elif start < found[0]:
+            span[key] = (start, found[1])
+        elif start > found[1]:
+            span[key] = (found[0], start)
+    return span
 
 
 #: How the writer packs a batch's records (schema 0006_packed_records): pinned, so that
@@ -372,11 +404,22 @@ def pack(calls: Sequence[RawCall]) -> bytes:
 
     This runs on the writer thread holding the GIL, which the calling threads
     then wait for. Pickling plain tuples of ints, strings and None is done in
-    C without turning numbers into text: about 150 ns a record here, where
+    C without turning numbers into text: about 100 ns a record here, where
     the JSON text the schema first stored cost about 600 ns. Any str pickles
     (a lone surrogate or a NUL, which text columns refuse, included).
+
+    The pickler's memo is off (``Pickler.fast``): it would remember every
+    record tuple, in case one came twice, in a table as large as the batch,
+    a third of the pickling time; records are flat, so nothing in them can
+    refer back. The attribute is documented as deprecated, though it has
+    never warned: without it the memo is used, and the pickle reads the same.
     """
-    return pickle.dumps(calls if type(calls) is list else list(calls), PICKLE_PROTOCOL)
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, PICKLE_PROTOCOL)
+    with contextlib.suppress(AttributeError):
+        pickler.fast = True
+    pickler.dump(calls if type(calls) is list else list(calls))
+    return out.getvalue()
 
 
 class _RecordsOnly(pickle.Unpickler):
