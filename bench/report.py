@@ -159,7 +159,7 @@ def fill(path: Path, names: list[str], versions: dict[str, list[int]], options: 
             new_keys: list[tuple[object, ...]] = []
             new_spans: list[tuple[object, ...]] = []
             width = int(span / batches * 1e9)  # this batch's calls start within its share of the span
-            calls = []
+            calls: list[tuple[object, ...]] = []
             picks = zip(rng.choices(names, iface_weights, k=count), rng.choices(customers, customer_weights, k=count),
                         [rng.random() for _ in range(count)], [rng.random() for _ in range(count)])
             for name, who, version_pick, outcome in picks:
@@ -168,27 +168,28 @@ def fill(path: Path, names: list[str], versions: dict[str, list[int]], options: 
                 triple = (name, version, who)
                 key = keys.get(triple)
                 if key is None:
-                    key = keys[triple] = len(keys) + 1
+                    key = keys[triple] = 2 * len(keys) + 2  # even, as telemetry.Keys makes them
                     new_keys.append((key, *triple))
                 process["number"] += 1
                 start = rng.randrange(width)
                 duration = int(medians[name] * (1.4 if version == 1 else 1.0) * rng.lognormvariate(0, 0.6))
-                runs = []
+                runs: tuple[object, ...] = ()
                 if outcome < 0.3:
                     plugin = int(who[5:]) % 50
                     pair = ("adjust", f"adjust_{plugin}")
                     span_key = spans.get(pair)
                     if span_key is None:
-                        span_key = spans[pair] = len(spans) + 1
+                        span_key = spans[pair] = 2 * len(spans) + 2
                         new_spans.append((span_key, *pair))
-                    runs.append([span_key, start + 1000, duration // 10])
+                    runs = (span_key, duration // 10)
+                # The two forms of telemetry.RawCall: the longer one under the key + 1.
                 if outcome > 0.99:
-                    calls.append([process["number"], key, start, duration, "error", None, "ValueError",
-                                  f"amount {process['number'] % 1000} is not a valid amount", runs])
+                    calls.append((process["number"], key + 1, start, duration, "error", None, "ValueError",
+                                  f"amount {process['number'] % 1000} is not a valid amount", *runs))
                 elif outcome > 0.97:
-                    calls.append([process["number"], key, start, duration, "skipped", None, None, None, runs])
+                    calls.append((process["number"], key + 1, start, duration, "skipped", None, None, None, *runs))
                 else:
-                    calls.append([process["number"], key, start, duration, "ok", None, None, None, runs])
+                    calls.append((process["number"], key, start, duration, *runs))
             offset = begin + index * span / batches
             t1 = time.perf_counter()
             store.write(Batch(new_keys, new_spans, calls), process["prefix"], offset)

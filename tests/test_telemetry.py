@@ -1486,9 +1486,13 @@ def test_the_telemetry_page_examples_run(tmp_path, monkeypatch, capsys):
         assert text in out, out
 
 
-def test_records_written_as_json_before_0006_are_read_beside_packed_ones(shop, engine):
+def test_records_stored_in_older_forms_are_read_beside_the_new_ones(shop, engine):
     """Batches of records written before 0006_packed_records hold JSON text (UTF-8 bytes on
-    PostgreSQL, whose column became BYTEA); history() and the report read them with the new ones."""
+    PostgreSQL, whose column became BYTEA), those written since, until the short record forms, a
+    pickled list of longer tuples (each plugin run with its start); history() and the report read
+    them with the new ones."""
+    import pickle
+
     from taskcatalog.report_data import gather
 
     url = engine.url("catalog")
@@ -1499,22 +1503,30 @@ def test_records_written_as_json_before_0006_are_read_beside_packed_ones(shop, e
     plugin_key = engine.query("SELECT key FROM taskcatalog_plugin_keys ORDER BY key", name="catalog")[0][0]
     clock = time.time()
     old = json.dumps([[900, call_key, 0, 2_000_000, "ok", None, None, None, [[plugin_key, 10, 1_500_000]]]])
-    value = old.encode() if engine.postgres else old
+    packed_0006 = pickle.dumps(
+        [(901, call_key, 0, 3_000_000, "error", None, "ValueError", "no", plugin_key, 10, 2_500_000)], 5
+    )
     with engine.raw("catalog") as conn:
-        conn.execute(
-            ("INSERT INTO taskcatalog_call_batches (process, clock, calls, earliest, latest, records)"
-             " VALUES (?, ?, 1, ?, ?, ?)").replace("?", "%s" if engine.postgres else "?"),
-            (process, clock - 60, clock - 60, clock - 60, value),
-        )
+        for age, value in ((60, old.encode() if engine.postgres else old), (30, packed_0006)):
+            conn.execute(
+                ("INSERT INTO taskcatalog_call_batches (process, clock, calls, earliest, latest, records)"
+                 " VALUES (?, ?, 1, ?, ?, ?)").replace("?", "%s" if engine.postgres else "?"),
+                (process, clock - age, clock - age, clock - age, value),
+            )
     with shop.catalog(database=url) as catalog:
         history = catalog.history()
-        assert [r.call_id for r in history] == [packed.call_id, packed.call_id.rpartition("-")[0] + "-900"]
-        assert history[1].duration == pytest.approx(0.002) and history[1].plugins[0].duration == pytest.approx(0.0015)
-        assert history[1].plugins[0].slot == history[0].plugins[0].slot
+        prefix = packed.call_id.rpartition("-")[0]
+        assert [r.call_id for r in history] == [packed.call_id, f"{prefix}-901", f"{prefix}-900"]
+        assert [(r.status, r.error_type, r.error) for r in history] == [
+            ("ok", None, None), ("error", "ValueError", "no"), ("ok", None, None)
+        ]
+        assert history[2].duration == pytest.approx(0.002) and history[2].plugins[0].duration == pytest.approx(0.0015)
+        assert history[1].duration == pytest.approx(0.003) and history[1].plugins[0].duration == pytest.approx(0.0025)
+        assert history[1].plugins[0].slot == history[2].plugins[0].slot == history[0].plugins[0].slot
         timings = gather(catalog, since="2020-01-01").plugins
         runs = {(t.slot, t.plugin): t.runs for t in timings}
-        first = (history[1].plugins[0].slot, history[1].plugins[0].plugin)
-        assert runs[first] == 3  # the packed record runs that plugin twice (ACME_SHOP_SPANS), the JSON one once
+        first = (history[2].plugins[0].slot, history[2].plugins[0].plugin)
+        assert runs[first] == 4  # the new record runs that plugin twice (ACME_SHOP_SPANS), each older one once
 
 
 class _RunsCode:
@@ -1528,8 +1540,12 @@ def test_unpacking_stored_records_refuses_anything_but_plain_data():
 
     from taskcatalog.stores import pack
 
-    plain = [(1, 2, 3, 4, "ok", None, None, None), (2, 2, 5, 6, "error", "p-1", "ValueError", "caf\udce9\x00", 0, 7, 8)]
-    assert unpack(pack(plain)) == plain
+    plain = [(1, 2, 3, 4), (2, 3, 5, 6, "error", "p-1", "ValueError", "caf\udce9\x00", 4, 7), (3, 2, 5, 6, 4, 7, 6, 8)]
+    assert unpack(pack(plain)) == [
+        (1, 2, 3, 4, "ok", None, None, None, []),
+        (2, 2, 5, 6, "error", "p-1", "ValueError", "caf\udce9\x00", [(4, 7)]),
+        (3, 2, 5, 6, "ok", None, None, None, [(4, 7), (6, 8)]),
+    ]
     with pytest.raises(pickle.UnpicklingError, match=r"^telemetry records hold plain data only, not posix\.system$"):
         unpack(pickle.dumps([_RunsCode()], 5))
     with pytest.raises(pickle.UnpicklingError, match=r"^telemetry records hold plain data only, not __builtin__\.set$"):
@@ -1567,7 +1583,8 @@ def reference_aggregate(calls, wall_offset):
     """What stores.aggregate must give, the plain way: one pass, a dict per group and per (key, hour)."""
     offset, hour_ns = int(wall_offset * 1e9), 3600 * 10**9
     groups, spans = {}, {}
-    for _, key, start, nanoseconds, status, *_ in calls:
+    for record in calls:
+        _, key, start, nanoseconds, status, *_ = stores.unfold(record)
         hour = (start + offset) // hour_ns
         bucket = stores._bucket_ns(nanoseconds)
         assert stores.bucket_upper(bucket) * 1e9 >= nanoseconds > (stores.bucket_upper(bucket - 1) * 1e9 if bucket else 0)
@@ -1587,8 +1604,9 @@ def reference_aggregate(calls, wall_offset):
 @pytest.mark.parametrize("across_an_hour", [False, True])
 def test_the_writer_aggregates_a_batch_as_a_plain_loop_would(keys, order, across_an_hour):
     """Every path of stores.aggregate (one key or several; starts in order or not, as threads record
-    them; a batch within an hour or across one): per (key, hour, bucket) the calls, errors and the
-    longest call, and the first and last start of the key's calls in that hour."""
+    them; a batch within an hour or across one; records in both forms of telemetry.RawCall): per
+    (key, hour, bucket) the calls, errors and the longest call, and the first and last start of the
+    key's calls in that hour."""
     import random
 
     rng = random.Random(f"{keys} {order} {across_an_hour}")
@@ -1600,9 +1618,14 @@ def test_the_writer_aggregates_a_batch_as_a_plain_loop_would(keys, order, across
     for number in range(5000):
         start = first + number * 1_000_000 + rng.randrange(1000)  # 5 s in all
         duration = rng.choice([rng.randrange(800, 1300), rng.randrange(1, 10**7), 10**13])
-        status = rng.choice(["ok"] * 8 + ["error", "skipped"])
-        error = ("ValueError", "no") if status == "error" else (None, None)
-        calls.append((number, rng.randrange(keys) * 2 + 1, start, duration, status, None, *error, 9, start, 3))
+        key = rng.randrange(keys) * 2 + 2
+        form = rng.choice(["short"] * 6 + ["nested", "error", "skipped"])
+        if form == "short":
+            calls.append((number, key, start, duration, 10, 3))
+        else:
+            status = "ok" if form == "nested" else form
+            error = ("ValueError", "no") if status == "error" else (None, None)
+            calls.append((number, key + 1, start, duration, status, "p-1" if form == "nested" else None, *error, 10, 3))
     if order == "shuffled":
         rng.shuffle(calls)
     expected = reference_aggregate(calls, wall_offset)

@@ -405,8 +405,9 @@ class Catalog:
         """``_invoke``, timed, and recorded into the telemetry buffer whatever happens.
 
         ``call_ctx`` comes with its call number. The record is one flat
-        tuple of plain values, its plugin spans (key, start, duration per
-        plugin run, see telemetry.RawCall) appended to it: the collector
+        tuple of plain values, its plugin spans (key and duration per plugin
+        run) appended to it, in the short form for a call made by an
+        executor that returned (see telemetry.RawCall): the collector
         stops tracking such a tuple the first time it meets it, where a
         nested tuple is untracked one level per collection (a record would
         be promoted, and counted towards full collections, for as long as it
@@ -419,10 +420,15 @@ class Catalog:
         except BaseException as exc:
             self._record_failure(call_ctx, name, version, ctx, start, perf_counter_ns() - start, exc)
             raise
-        self._buffer.append((  # type: ignore[union-attr]
-            call_ctx._number, call_ctx._route.key, start, perf_counter_ns() - start,
-            "skipped" if value is _SKIPPED else "ok", call_ctx.parent_id, None, None,
-        ) + call_ctx._spans)
+        duration = perf_counter_ns() - start
+        parent = call_ctx.parent_id
+        record: tuple[Any, ...]
+        if parent is None and value is not _SKIPPED:
+            record = (call_ctx._number, call_ctx._route.key, start, duration)
+        else:
+            status = "skipped" if value is _SKIPPED else "ok"
+            record = (call_ctx._number, call_ctx._route.key + 1, start, duration, status, parent, None, None)
+        self._buffer.append(record + call_ctx._spans)  # type: ignore[union-attr]
         return value
 
     def _record_failure(
@@ -441,7 +447,7 @@ class Catalog:
                 customer,
             )
         self._buffers.calls.append((
-            call_ctx._number, key, start, duration, "error", parent, type(exc).__name__, brief(exc),
+            call_ctx._number, key + 1, start, duration, "error", parent, type(exc).__name__, brief(exc),
         ) + call_ctx._spans)
 
     def _invoke(self, name: str, version: Any, ctx: Any, kwargs: dict[str, Any], call_ctx: CallContext) -> Any:

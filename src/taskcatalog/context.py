@@ -132,9 +132,9 @@ class CallContext(_ReadOnlyData, metaclass=_MadeByTheCatalog):
     _number: int  # this process's call counter value; ``call_id`` formats it
     parent_id: str | None  #: the call id of the call that made this one with ``ctx.call``, or None
     _log: logging.LoggerAdapter[logging.Logger]
-    # When recording: (plugin key, start ns, duration ns) per plugin run, in
-    # tuples, which the collector can stop tracking (see Catalog._recorded).
-    _spans: tuple[int, ...]  # (span key, start ns, duration ns) of each plugin run, flat
+    # When recording: (plugin key, duration ns) per plugin run, in a flat
+    # tuple, which the collector can stop tracking (see Catalog._recorded).
+    _spans: tuple[int, ...]
 
     @property
     def call_id(self) -> str:

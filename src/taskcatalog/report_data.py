@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import CatalogError, brief
 from .records import HOUR, percentiles, since_seconds, utc
 from .results import Problem
-from .stores import DatabaseStore, span_triples, unpack
+from .stores import DatabaseStore, unpack
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -288,9 +288,7 @@ def _plugins_part(store: Any, interface: str | None, since: float, data: ReportD
             "SELECT process, records FROM taskcatalog_call_batches WHERE id >= ? AND latest >= ?", (first, since)
         ):
             for record in unpack(stored):
-                if len(record) <= 8:
-                    continue
-                for key, _, nanoseconds in span_triples(record):
+                for key, nanoseconds in record[8]:
                     cell = sums.get((process, record[1], key))
                     if cell is None:
                         sums[process, record[1], key] = [1, nanoseconds, nanoseconds]
@@ -317,7 +315,7 @@ def _plugins_part(store: Any, interface: str | None, since: float, data: ReportD
         runs: dict[tuple[str, Any, str], list[float]] = defaultdict(list)
         names = store.buffers.span_keys.values
         for row in store._rows(interface, None, since)[-PLUGIN_WINDOW:]:
-            for key, _, nanoseconds in row[11]:
+            for key, nanoseconds in row[11]:
                 slot, plugin = names[key]
                 runs[(row[3], slot, plugin)].append(nanoseconds * 1e-9)
         timings = [PluginTiming(n, s, p, len(d), math.fsum(d) / len(d), max(d)) for (n, s, p), d in runs.items()]

@@ -10,8 +10,8 @@ the whole call.
 
 When telemetry records a route, its slot table holds ``RecordedSlot``s (made
 once per route by ``timed_table``), which carry each plugin's span key:
-a plugin run then adds span key, start ns and duration ns to the call's
-spans, one flat tuple of ints (see ``Catalog._recorded``). The timing is
+a plugin run then adds its span key and duration ns to the call's spans,
+one flat tuple of ints (see ``Catalog._recorded``). The timing is
 written into the slot call rather than wrapped around each plugin, since a
 wrapper costs every recorded plugin run a frame and a second forwarding of
 its arguments.
@@ -80,7 +80,7 @@ def call_if_present(ctx: Any, slot_id: SlotId, /, *args: Any, **kwargs: Any) -> 
         raise route.plugin_failed(binding, 0, exc) from exc
     finally:
         if recorded is not None:
-            ctx._spans += (recorded.span_keys[0], start, perf_counter_ns() - start)
+            ctx._spans += (recorded.span_keys[0], perf_counter_ns() - start)
     if binding.accepts is not None and not isinstance(value, binding.accepts):
         raise route.plugin_returned(binding, 0, value)
     return True, value
@@ -103,7 +103,7 @@ def _other_slot(
             raise route.plugin_failed(binding, index, exc) from exc
         finally:
             if recorded is not None:
-                ctx._spans += (recorded.span_keys[index], start, perf_counter_ns() - start)
+                ctx._spans += (recorded.span_keys[index], perf_counter_ns() - start)
         if accepts is not None and not isinstance(value, accepts):
             raise route.plugin_returned(binding, index, value)
         values.append(value)

@@ -10,7 +10,7 @@ call), takes what is waiting and hands it to the store in batches of at
 most ``batch_size``.
 
 The writer shares the GIL with the calls, so what it does in Python is taken
-from them: about 300 ns a record (packing, in C, and the aggregates,
+from them: about 250 ns a record (packing, in C, and the aggregates,
 ``stores.aggregate``), against one or two microseconds for the call itself.
 Small batches, written often, keep few records alive (the garbage collector
 walks every live one) and leave little to write when ``close()`` comes. A
@@ -55,14 +55,23 @@ __all__ = ["Telemetry", "Buffers", "Keys", "Batch", "CallWriter", "RawCall", "Ra
 
 LOG = logging.getLogger("taskcatalog.telemetry")
 
-#: What every call appends, one flat tuple: (number, call key, start
-#: (perf_counter_ns), duration (ns), status, parent call id, error type, error,
-#: then plugin key, start (perf_counter_ns), duration (ns) for each plugin run).
-#: Flat, so the collector stops tracking it the first time it meets it (see
-#: Catalog._recorded); the store writes the spans nested, as the schema has them.
+#: What every call appends, one flat tuple, in one of two forms:
+#:
+#: * ``(number, call key, start, duration, *runs)``: a call made by an
+#:   executor that returned (the common one);
+#: * ``(number, call key + 1, start, duration, status, parent call id, error
+#:   type, error, *runs)``: any other (failed, skipped, or made by another
+#:   call with ``ctx.call``).
+#:
+#: Start is a ``perf_counter_ns()`` reading, durations are nanoseconds, runs
+#: are (plugin key, duration) per plugin run. Call keys are even, so the
+#: parity of the second value tells the forms apart. Flat and short, since
+#: every value is work for the collector (which stops tracking such a tuple
+#: the first time it meets it, see Catalog._recorded), for the pickler and
+#: for freeing it; ``stores.unpack`` gives both forms one shape.
 RawCall = tuple[Any, ...]
-#: One plugin run: (plugin key, start, duration), as the store writes it (a JSON array).
-RawSpan = tuple[int, int, int]
+#: One plugin run, as the call's record holds it: (plugin key, duration ns).
+RawSpan = tuple[int, int]
 
 #: How often (seconds) the writer looks whether ``flush_size`` calls are waiting.
 POLL = 0.02
@@ -72,7 +81,7 @@ POLL = 0.02
 # keys under the process's call id prefix, which every catalog of the process
 # shares, so two catalogs writing to one database (one after the other, or at
 # once) must never give one number to two different tuples.
-_next_key = itertools.count(1).__next__
+_next_key = itertools.count(2, 2).__next__  # even: see RawCall
 
 
 class Keys:
