@@ -1546,6 +1546,10 @@ def test_unpacking_stored_records_refuses_anything_but_plain_data():
         (2, 2, 5, 6, "error", "p-1", "ValueError", "caf\udce9\x00", [(4, 7)]),
         (3, 2, 5, 6, "ok", None, None, None, [(4, 7), (6, 8)]),
     ]
+    with pytest.raises(ValueError, match=r"^telemetry records packed in an unknown form \(3\): written by a newer taskcatalog\?$"):
+        unpack(pickle.dumps((3, []), 5))
+    with pytest.raises(ValueError, match=r"^telemetry records packed in an unknown form \('dict'\)"):
+        unpack(pickle.dumps({}, 5))
     with pytest.raises(pickle.UnpicklingError, match=r"^telemetry records hold plain data only, not posix\.system$"):
         unpack(pickle.dumps([_RunsCode()], 5))
     with pytest.raises(pickle.UnpicklingError, match=r"^telemetry records hold plain data only, not __builtin__\.set$"):
@@ -1632,3 +1636,25 @@ def test_the_writer_aggregates_a_batch_as_a_plain_loop_would(keys, order, across
     assert len({(group[0], group[1]) for group in expected}) == keys * (2 if across_an_hour else 1)
     assert sorted(stores.aggregate(calls, wall_offset)) == expected
     assert sorted(stores.aggregate(tuple(calls), wall_offset)) == expected  # as the writer hands them
+
+
+def test_records_pack_the_same_without_the_picklers_fast_mode(monkeypatch):
+    """``Pickler.fast`` is documented as deprecated: a Python without it packs with the memo, readably."""
+    import pickle
+
+    class WithoutFast(pickle.Pickler):
+        @property
+        def fast(self):
+            raise AttributeError("fast")
+
+        @fast.setter
+        def fast(self, value):
+            raise AttributeError("fast")
+
+    records = [(1, 2, 3, 4, 6, 5), (2, 3, 5, 6, "error", "p-1", "ValueError", "no")]
+    expected = [(1, 2, 3, 4, "ok", None, None, None, [(6, 5)]), (2, 2, 5, 6, "error", "p-1", "ValueError", "no", [])]
+    assert unpack(stores.pack(records)) == expected
+    monkeypatch.setattr(stores.pickle, "Pickler", WithoutFast)
+    packed = stores.pack(records)
+    assert unpack(packed) == expected
+    assert b"\x94" in packed  # MEMOIZE: the memo was used

@@ -470,9 +470,12 @@ def unpack(stored: str | bytes | memoryview) -> list[Record]:
     if data[:1] == b"[":
         return list(map(_unfold_older, json.loads(data)))
     packed = _RecordsOnly(io.BytesIO(data)).load()
-    if type(packed) is tuple and packed[0] == SHORT_RECORDS:
+    if type(packed) is list:
+        return list(map(_unfold_older, packed))
+    if type(packed) is tuple and packed[:1] == (SHORT_RECORDS,):
         return list(map(unfold, packed[1]))
-    return list(map(_unfold_older, packed))
+    form = packed[0] if type(packed) is tuple and packed else type(packed).__name__
+    raise ValueError(f"telemetry records packed in an unknown form ({form!r}): written by a newer taskcatalog?")
 
 
 def totals(groups: Sequence[Sequence[Any]]) -> list[list[Any]]:
